@@ -1,0 +1,163 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ModelEntitySpec is a model that clients can name.
+type ModelEntitySpec struct {
+	// ServedModelName is the model id the upstream knows, such as `meta/llama-3.2-1b-instruct`.
+	// Requests name the entity (`<namespace>/<name>`); the gateway sends this id upstream and
+	// rewrites it back in responses.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	ServedModelName string `json:"servedModelName"`
+
+	// Providers lists the providers that serve this model. When it is empty, every Ready provider
+	// in this namespace or in the system workspace whose served models include servedModelName
+	// is used.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.name == p.name && (has(q.__namespace__) ? q.__namespace__ : '') == (has(p.__namespace__) ? p.__namespace__ : '')))",message="spec.providers must not name the same provider twice"
+	// +listType=atomic
+	// +optional
+	Providers []ProviderReference `json:"providers,omitempty"`
+
+	// Description is free text for people.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+}
+
+// ProviderReference names a Provider that serves a ModelEntity.
+type ProviderReference struct {
+	// Name of the Provider.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9-]*$`
+	// +required
+	Name string `json:"name"`
+
+	// Namespace of the Provider. Default: the ModelEntity's namespace. Another namespace is
+	// allowed when it is the system workspace, or when a ReferenceGrant there permits it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// ServedModelName overrides spec.servedModelName for this provider, for upstreams that know
+	// the model under another id.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	ServedModelName string `json:"servedModelName,omitempty"`
+
+	// Weight is the share of requests this provider receives relative to the others. Default 1.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:default=1
+	// +optional
+	Weight *int32 `json:"weight,omitempty"`
+}
+
+// ResolvedProvider is a provider the controller found for a ModelEntity.
+type ResolvedProvider struct {
+	// Namespace of the Provider.
+	Namespace string `json:"namespace"`
+	// Name of the Provider.
+	Name string `json:"name"`
+	// ServedModelName is the id sent to this provider.
+	ServedModelName string `json:"servedModelName"`
+	// Weight of the provider.
+	Weight int32 `json:"weight"`
+	// Ready tells whether the provider is Ready and serves the model.
+	Ready bool `json:"ready"`
+}
+
+// ModelEntityStatus is the observed state of a ModelEntity.
+type ModelEntityStatus struct {
+	// Conditions: `Ready` is True when at least one provider that serves the model is Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the generation of the spec that the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// ID is the OpenAI model id clients send as `model`: `<namespace>/<name>`.
+	// +optional
+	ID string `json:"id,omitempty"`
+
+	// Providers are the providers resolved for this model.
+	// +listType=atomic
+	// +optional
+	Providers []ResolvedProvider `json:"providers,omitempty"`
+
+	// ReadyProviders is the number of resolved providers that are Ready.
+	// +optional
+	ReadyProviders int32 `json:"readyProviders"`
+}
+
+// ModelEntity is a model that clients can name, routable when a Ready provider serves it.
+//
+// The name is the model id's second half (`<namespace>/<name>`) and follows the entity rule:
+// lowercase letters, digits and hyphens, 2 to 63 characters, starting with a letter, no `--`,
+// not ending with `-`.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=me,categories=inference
+// +kubebuilder:printcolumn:name="Served Model",type=string,JSONPath=`.spec.servedModelName`
+// +kubebuilder:printcolumn:name="ID",type=string,JSONPath=`.status.id`,priority=1
+// +kubebuilder:printcolumn:name="Ready Providers",type=integer,JSONPath=`.status.readyProviders`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) >= 2 && size(self.metadata.name) <= 63",message="metadata.name must be 2 to 63 characters long"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z][a-z0-9-]*$')",message="metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens; register vendor ids such as meta/llama-3.3-70b-instruct as meta-llama-3-3-70b-instruct"
+// +kubebuilder:validation:XValidation:rule="!self.metadata.name.contains('--')",message="metadata.name must not contain consecutive hyphens (--)"
+// +kubebuilder:validation:XValidation:rule="!self.metadata.name.endsWith('-')",message="metadata.name must not end with a hyphen"
+type ModelEntity struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired model.
+	// +required
+	Spec ModelEntitySpec `json:"spec"`
+
+	// Status is the observed state of the model.
+	// +optional
+	Status ModelEntityStatus `json:"status,omitempty"`
+}
+
+// ModelEntityList is a list of ModelEntities.
+//
+// +kubebuilder:object:root=true
+type ModelEntityList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ModelEntity `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ModelEntity{}, &ModelEntityList{})
+}

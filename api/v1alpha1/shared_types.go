@@ -1,0 +1,109 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConditionReady is the condition type that every kind of this API reports. It is what
+// `kubectl wait --for=condition=Ready` waits for.
+const ConditionReady = "Ready"
+
+// ConditionReason is the machine-readable reason of a condition. Each value names a state a
+// person can act on; the condition message says what to do.
+type ConditionReason string
+
+const (
+	// ReasonReady: the object does what it is for.
+	ReasonReady ConditionReason = "Ready"
+	// ReasonPending: the controller has not finished its first pass yet.
+	ReasonPending ConditionReason = "Pending"
+
+	// ReasonSecretNotFound: the Secret or the key named by apiKeySecretRef does not exist.
+	ReasonSecretNotFound ConditionReason = "SecretNotFound"
+	// ReasonServiceNotFound: the Service named by spec.service does not exist or lacks the port.
+	ReasonServiceNotFound ConditionReason = "ServiceNotFound"
+	// ReasonUnauthorized: the upstream refused the API key (HTTP 401 or 403).
+	ReasonUnauthorized ConditionReason = "Unauthorized"
+	// ReasonUnreachable: the upstream could not be reached or answered with a server error.
+	ReasonUnreachable ConditionReason = "Unreachable"
+	// ReasonNotOpenAICompatible: the upstream answered, but not with an OpenAI model list.
+	ReasonNotOpenAICompatible ConditionReason = "NotOpenAICompatible"
+
+	// ReasonNoReadyProvider: no provider that serves the model is Ready.
+	ReasonNoReadyProvider ConditionReason = "NoReadyProvider"
+	// ReasonProviderNotFound: a provider named in spec.providers does not exist.
+	ReasonProviderNotFound ConditionReason = "ProviderNotFound"
+	// ReasonRefNotPermitted: a provider in another namespace is referenced without a
+	// ReferenceGrant in that namespace that allows it.
+	ReasonRefNotPermitted ConditionReason = "RefNotPermitted"
+
+	// ReasonProgressing: the model server is starting.
+	ReasonProgressing ConditionReason = "Progressing"
+	// ReasonFailed: the model server cannot start; the message says why.
+	ReasonFailed ConditionReason = "Failed"
+	// ReasonScaledToZero: the Deployment has zero replicas on purpose.
+	ReasonScaledToZero ConditionReason = "ScaledToZero"
+)
+
+// SecretKeyReference names one key of a Secret in the same namespace as the object that holds
+// the reference.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret's data whose value is the API key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +required
+	Key string `json:"key"`
+}
+
+// HTTPHeader is one HTTP header to set on requests sent upstream.
+type HTTPHeader struct {
+	// Name of the header, an HTTP token such as `X-Team`. Matched case-insensitively.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
+	// +required
+	Name string `json:"name"`
+
+	// Value of the header.
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^[^\r\n]*$`
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// PhaseTransition records when an object entered a phase.
+type PhaseTransition struct {
+	// Phase entered.
+	// +required
+	Phase DeploymentPhase `json:"phase"`
+	// Time of the transition.
+	// +required
+	Time metav1.Time `json:"time"`
+	// Message explains the transition.
+	// +optional
+	Message string `json:"message,omitempty"`
+}

@@ -1,0 +1,300 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/naming"
+	"github.com/infergate/infergate/internal/testenv"
+)
+
+// decodeYAML reads every document of a (multi-document) YAML stream.
+func decodeYAML(t *testing.T, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		err := dec.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatalf("decode YAML: %v", err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
+}
+
+func TestSamplesAreAccepted(t *testing.T) {
+	ns := namespace(t, "samples")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "inference_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range decodeYAML(t, data) {
+			obj.SetNamespace(ns)
+			if err := k8s.Create(context.Background(), obj); err != nil {
+				t.Errorf("%s: %s %s refused: %v", filepath.Base(file), obj.GetKind(), obj.GetName(), err)
+				continue
+			}
+			kinds[obj.GetKind()]++
+		}
+	}
+	for _, kind := range []string{"ModelEntity", "Provider", "Deployment"} {
+		if kinds[kind] == 0 {
+			t.Errorf("config/samples has no %s", kind)
+		}
+	}
+
+	// Defaults from the schema are filled in by the API server.
+	var p inferencev1alpha1.Provider
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "nvidia-build"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.ProbeInterval == nil || p.Spec.ProbeInterval.Duration.String() != "30s" {
+		t.Errorf("spec.probeInterval default = %v, want 30s", p.Spec.ProbeInterval)
+	}
+	var d inferencev1alpha1.Deployment
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-2-1b-nim"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Spec.Port != 8000 || d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+		t.Errorf("deployment defaults: port %d replicas %v, want 8000 and 1", d.Spec.Port, d.Spec.Replicas)
+	}
+}
+
+const longName = "a123456789012345678901234567890123456789012345678901234567890123" // 64 characters
+
+// Each row is a manifest a user might write and the message the API server must answer with.
+var invalidObjects = []struct {
+	name string
+	yaml string
+	want []string
+}{
+	// ModelEntity names: Kubernetes alone would accept all of these.
+	{"entity name of one character", entity("a", "m"), []string{"metadata.name must be 2 to 63 characters long"}},
+	{"entity name of 64 characters", entity(longName, "m"), []string{"metadata.name must be 2 to 63 characters long"}},
+	{"entity name with dots", entity("llama-3.3-70b", "m"), []string{"must start with a lowercase letter and contain only lowercase letters, digits and hyphens", "meta-llama-3-3-70b-instruct"}},
+	{"entity name with consecutive hyphens", entity("x--y", "m"), []string{"metadata.name must not contain consecutive hyphens"}},
+	{"entity name starting with a digit", entity("1model", "m"), []string{"metadata.name must start with a lowercase letter"}},
+	{"entity without served model", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec: {}`, []string{"spec.servedModelName: Required value"}},
+	{"entity naming one provider twice", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  providers: [{name: nim-a}, {name: nim-b}, {name: nim-a}]`, []string{"spec.providers must not name the same provider twice"}},
+	{"entity provider weight of zero", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  providers: [{name: nim-a, weight: 0}]`, []string{"spec.providers[0].weight", "greater than or equal to 1"}},
+
+	// Providers.
+	{"provider with url and service", provider(`
+  url: https://api.example.com
+  service: {name: nim, port: 8000}`), []string{"set exactly one of spec.url (an external endpoint) or spec.service"}},
+	{"provider with neither url nor service", provider(`
+  servedModels: [m]`), []string{"set exactly one of spec.url"}},
+	{"provider url with another scheme", provider(`
+  url: ftp://api.example.com`), []string{"spec.url must be an absolute http:// or https:// URL"}},
+	{"provider url that is not a URL", provider(`
+  url: api.example.com/v1`), []string{"spec.url must be an absolute http:// or https:// URL"}},
+	{"provider url with a query", provider(`
+  url: https://api.example.com/v1?key=abc`), []string{"spec.url must not carry a query string or fragment"}},
+	{"provider key reference without key", provider(`
+  url: https://api.example.com
+  apiKeySecretRef: {name: api-key}`), []string{"spec.apiKeySecretRef.key: Required value"}},
+	{"provider key reference without name", provider(`
+  url: https://api.example.com
+  apiKeySecretRef: {key: api-key}`), []string{"spec.apiKeySecretRef.name: Required value"}},
+	{"provider Authorization as extra header", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: Authorization, value: Bearer abc}]`), []string{"Authorization and Cookie cannot be extra headers: put the API key in a Secret"}},
+	{"provider cookie as required header", provider(`
+  url: https://api.example.com
+  requiredExtraHeaders: [{name: cookie, value: session=1}]`), []string{"Authorization and Cookie cannot be extra headers"}},
+	{"provider Host as extra header", provider(`
+  url: https://api.example.com
+  requiredExtraHeaders: [{name: Host, value: other}]`), []string{"Host, Content-Length and hop-by-hop headers are set by the gateway"}},
+	{"provider header name with a space", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: X Team, value: a}]`), []string{"spec.defaultExtraHeaders[0].name", "should match"}},
+	{"provider header value with a newline", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: X-Team, value: "a\r\nX-Evil: 1"}]`), []string{"spec.defaultExtraHeaders[0].value", "should match"}},
+	{"provider header names differing only in case", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: X-Team, value: a}, {name: x-team, value: b}]`), []string{"header names must be unique, ignoring case"}},
+	{"provider extra body that is not a list of fields", provider(`
+  url: https://api.example.com
+  defaultExtraBody: {max_tokens: 5}`), []string{"spec.defaultExtraBody", "must be of type array"}},
+	{"provider extra body field without value", provider(`
+  url: https://api.example.com
+  defaultExtraBody: [{name: max_tokens}]`), []string{"spec.defaultExtraBody[0].value: Required value"}},
+	{"provider extra body that sets model", provider(`
+  url: https://api.example.com
+  requiredExtraBody: [{name: model, value: other}]`), []string{"the model field is set by the gateway"}},
+	{"provider service port zero", provider(`
+  service: {name: nim, port: 0}`), []string{"spec.service.port", "greater than or equal to 1"}},
+	{"provider probe interval too short", provider(`
+  url: https://api.example.com
+  probeInterval: 500ms`), []string{"spec.probeInterval must be at least 1s"}},
+	{"provider timeout in words", provider(`
+  url: https://api.example.com
+  timeouts: {connect: five seconds}`), []string{"spec.timeouts.connect", "should match"}},
+	{"provider health path without slash", provider(`
+  url: https://api.example.com
+  healthPath: health`), []string{"spec.healthPath must start with /"}},
+	{"provider with allow-list and static models", provider(`
+  url: https://api.example.com
+  servedModels: [a]
+  enabledModels: [a]`), []string{"spec.enabledModels filters discovered models"}},
+	{"provider name with dots", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: nvidia.build}
+spec: {url: https://integrate.api.nvidia.com}`, []string{"metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens"}},
+
+	// Deployments.
+	{"deployment with negative replicas", deployment(`
+  replicas: -1`), []string{"spec.replicas", "greater than or equal to 0"}},
+	{"deployment with port zero", deployment(`
+  port: 0`), []string{"spec.port", "greater than or equal to 1"}},
+	{"deployment with port above 65535", deployment(`
+  port: 70000`), []string{"spec.port", "less than or equal to 65535"}},
+	{"deployment with negative GPUs", deployment(`
+  gpus: -1`), []string{"spec.gpus", "greater than or equal to 0"}},
+	{"deployment with unknown engine", strings.Replace(deployment(""), "engine: nim", "engine: tgi", 1), []string{"spec.engine", `supported values: "nim", "vllm", "generic"`}},
+	{"deployment health path without slash", deployment(`
+  healthPath: v1/health/ready`), []string{"spec.healthPath must start with /"}},
+	{"generic deployment without health path", strings.Replace(deployment(""), "engine: nim", "engine: generic", 1), []string{"spec.healthPath is required when spec.engine is generic"}},
+	{"deployment with tiny startup timeout", deployment(`
+  startupTimeout: 5s`), []string{"spec.startupTimeout must be at least 10s"}},
+	{"deployment name with consecutive hyphens", strings.Replace(deployment(""), "name: nim", "name: llama--nim", 1), []string{"metadata.name must not contain consecutive hyphens"}},
+}
+
+func entity(name, served string) string {
+	return `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: "` + name + `"}
+spec: {servedModelName: "` + served + `"}`
+}
+
+func provider(spec string) string {
+	return `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: upstream}
+spec:` + spec
+}
+
+func deployment(extra string) string {
+	return `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Deployment
+metadata:
+  name: nim
+spec:
+  servedModelName: meta/llama-3.2-1b-instruct
+  image: nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5
+  engine: nim` + extra
+}
+
+func TestInvalidObjectsAreRefused(t *testing.T) {
+	ns := namespace(t, "invalid")
+	for _, tt := range invalidObjects {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := decodeYAML(t, []byte(tt.yaml))
+			if len(objs) != 1 {
+				t.Fatalf("row has %d objects", len(objs))
+			}
+			obj := objs[0]
+			obj.SetNamespace(ns)
+			err := k8s.Create(context.Background(), obj)
+			if err == nil {
+				_ = k8s.Delete(context.Background(), obj)
+				t.Fatalf("the API server accepted it; want a refusal saying %q", tt.want)
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("got %v, want 422 Invalid", err)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("message %q\ndoes not say %q", err.Error(), want)
+				}
+			}
+		})
+	}
+}
+
+// The gateway checks names with naming.Valid; the CRD checks them with CEL. Both must agree,
+// or a ModelEntity could be accepted that the gateway then answers 422 for.
+func TestEntityNameRuleMatchesGateway(t *testing.T) {
+	ns := namespace(t, "names")
+	names := []string{
+		"ab", "llama", "meta-llama-3-3-70b-instruct", "m-01-ai-yi-large", longName[:63],
+		"a", longName, "1model", "x--y", "model-", "llama-3.3-70b", "a.b", "a-b-c-", "z9",
+	}
+	for _, name := range names {
+		obj := &inferencev1alpha1.ModelEntity{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       inferencev1alpha1.ModelEntitySpec{ServedModelName: "served"},
+		}
+		err := k8s.Create(context.Background(), obj, client.DryRunAll)
+		accepted := err == nil
+		if accepted != naming.Valid(name) {
+			t.Errorf("name %q: API server accepted=%v (%v), naming.Valid=%v", name, accepted, err, naming.Valid(name))
+		}
+	}
+}

@@ -1,0 +1,173 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs infergate: the controllers for ModelEntity, Provider and Deployment and
+// the embedded OpenAI-compatible gateway, in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/logging"
+)
+
+// Leader election needs a Lease in the manager's namespace, and events are recorded there.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=infergate-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",namespace=infergate-system,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,namespace=infergate-system,resources=events,verbs=create;patch
+
+type options struct {
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionID        string
+	leaderElectionNamespace string
+	logLevel                string
+	logFormat               string
+}
+
+func main() {
+	if err := newCommand().ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "infergate: an OpenAI-compatible inference gateway driven by Kubernetes resources",
+		Long: `manager runs the infergate controllers (ModelEntity, Provider, Deployment) and the embedded
+gateway. It connects to the cluster named by --kubeconfig, $KUBECONFIG, the in-cluster service
+account or ~/.kube/config, in that order.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := run(cmd.Context(), o)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "error:", err)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" disables it`)
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
+	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
+	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error, or a verbosity number such as 2")
+	f.StringVar(&o.logFormat, "log-format", "json", "log encoding: "+strings.Join(logging.Formats, " or "))
+	// --kubeconfig is registered on the standard flag set by controller-runtime.
+	f.AddGoFlagSet(flag.CommandLine)
+	return cmd
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := inferencev1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, o options) error {
+	log, err := logging.New(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
+	setupLog := log.WithName("setup")
+
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no cluster to connect to: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              o.leaderElectionID,
+		LeaderElectionNamespace:       o.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := requireCRDs(mgr.GetRESTMapper(), cfg.Host); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+
+	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("manager stopped: %w", err)
+	}
+	return nil
+}
+
+// requireCRDs fails with a clear message when the cluster does not know the infergate kinds.
+func requireCRDs(mapper meta.RESTMapper, host string) error {
+	var missing []string
+	for _, kind := range []string{"ModelEntity", "Provider", "Deployment"} {
+		gk := schema.GroupKind{Group: inferencev1alpha1.GroupVersion.Group, Kind: kind}
+		_, err := mapper.RESTMapping(gk, inferencev1alpha1.GroupVersion.Version)
+		switch {
+		case err == nil:
+		case meta.IsNoMatchError(err):
+			missing = append(missing, kind)
+		default:
+			return fmt.Errorf("cannot read the API of %s: %w", host, err)
+		}
+	}
+	if len(missing) > 0 {
+		return errors.New("the infergate CRDs are not installed in the cluster at " + host +
+			" (missing " + strings.Join(missing, ", ") + " in " + inferencev1alpha1.GroupVersion.String() +
+			"): install them with `kubectl apply --server-side -f config/crd/bases` or the Helm chart charts/infergate")
+	}
+	return nil
+}

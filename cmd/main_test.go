@@ -1,0 +1,167 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/infergate/infergate/internal/testenv"
+)
+
+// The real binary, started the way a platform engineer starts it, against a real API server.
+func TestManagerBinary(t *testing.T) {
+	env, err := testenv.Start(testenv.Options{WithoutCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "manager")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	t.Run("exits with a clear message when the CRDs are missing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "--kubeconfig", kubeconfig,
+			"--metrics-bind-address", "0", "--health-probe-bind-address", freeAddr(t))
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("manager exited 0 without CRDs:\n%s", out)
+		}
+		for _, want := range []string{"the infergate CRDs are not installed", "ModelEntity, Provider, Deployment", "kubectl apply --server-side -f config/crd/bases"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("output does not say %q:\n%s", want, out)
+			}
+		}
+	})
+
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{
+		Paths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfPathMissing: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("serves probes and metrics, takes the lease, stops on SIGTERM", func(t *testing.T) {
+		k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "infergate-system"}}
+		if err := k8s.Create(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
+		probe, metrics := freeAddr(t), freeAddr(t)
+		var logs bytes.Buffer
+		cmd := exec.Command(bin, "--kubeconfig", kubeconfig,
+			"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
+			"--leader-elect", "--leader-election-namespace", "infergate-system", "--log-format", "json")
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		defer func() {
+			_ = cmd.Process.Kill()
+		}()
+
+		for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics"} {
+			waitFor(t, 30*time.Second, func() error {
+				resp, err := http.Get(url)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %s", url, resp.Status)
+				}
+				return nil
+			})
+		}
+		waitFor(t, 30*time.Second, func() error {
+			var lease coordinationv1.Lease
+			return k8s.Get(context.Background(), client.ObjectKey{Namespace: "infergate-system", Name: "infergate.inference.infergate.dev"}, &lease)
+		})
+
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("manager exited with %v after SIGTERM:\n%s", err, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("manager did not stop within 30s of SIGTERM:\n%s", logs.String())
+		}
+		if !strings.Contains(logs.String(), `"msg":"starting manager"`) {
+			t.Errorf("logs are not JSON lines from zap:\n%s", logs.String())
+		}
+	})
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
