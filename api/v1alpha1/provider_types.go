@@ -34,6 +34,7 @@ type ProviderSpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="spec.url must be an absolute http:// or https:// URL with a host, such as https://integrate.api.nvidia.com"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="spec.url must not carry a query string or fragment"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z]+://[^/]*@')",message="spec.url must not carry credentials: put the API key in a Secret and reference it with spec.apiKeySecretRef"
 	// +optional
 	URL string `json:"url,omitempty"`
 

@@ -151,6 +151,8 @@ spec:
   url: api.example.com/v1`), []string{"spec.url must be an absolute http:// or https:// URL"}},
 	{"provider url with a query", provider(`
   url: https://api.example.com/v1?key=abc`), []string{"spec.url must not carry a query string or fragment"}},
+	{"provider url with credentials", provider(`
+  url: https://user:sk-secret@api.example.com/v1`), []string{"spec.url must not carry credentials: put the API key in a Secret"}},
 	{"provider key reference without key", provider(`
   url: https://api.example.com
   apiKeySecretRef: {name: api-key}`), []string{"spec.apiKeySecretRef.key: Required value"}},

@@ -1,0 +1,96 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/internal/gateway"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/simulator"
+)
+
+// The same chat request straight to the simulator and through the gateway, in one run:
+// compare the two (allocations and time per request include the client and the simulator,
+// which are the same on both sides).
+//
+//	go test -run XXX -bench Chat -benchmem ./internal/gateway/
+func BenchmarkDirectChat(b *testing.B) {
+	up := simulatorServer(b)
+	benchmarkPost(b, up+"/v1/chat/completions", `{"model":"`+served+`","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func BenchmarkGatewayChat(b *testing.B) {
+	up := simulatorServer(b)
+	g := benchGateway(b, up)
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func BenchmarkDirectChatStream(b *testing.B) {
+	up := simulatorServer(b)
+	benchmarkPost(b, up+"/v1/chat/completions", `{"model":"`+served+`","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func BenchmarkGatewayChatStream(b *testing.B) {
+	up := simulatorServer(b)
+	g := benchGateway(b, up)
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func simulatorServer(b *testing.B) string {
+	srv := newHTTPTestServer(simulator.New(simulator.Options{Models: []string{served}}))
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func benchGateway(b *testing.B, upstreamURL string) string {
+	store := routing.NewStore()
+	table, _ := routing.New(routing.Spec{
+		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: upstreamURL, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k"}},
+		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
+	}, nil)
+	store.Swap(table)
+	g, err := gateway.New(gateway.Options{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := newHTTPTestServer(g)
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func benchmarkPost(b *testing.B, url, body string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}

@@ -1,0 +1,135 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/infergate/infergate/internal/naming"
+)
+
+// apiError is an error the gateway answers itself. Its body carries both the NeMo shape
+// ("detail") and the OpenAI shape ("error"), so both kinds of clients read it.
+type apiError struct {
+	status int
+	code   string
+	detail string
+}
+
+func (e *apiError) Error() string { return e.detail }
+
+type errorBody struct {
+	Detail string      `json:"detail"`
+	Error  errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+}
+
+// The errors of the contract, in one table.
+func errInvalidName(field string) *apiError {
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid " + field + ": " + naming.RuleText}
+}
+
+func errInvalidWorkspace() *apiError {
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid workspace: a workspace is a Kubernetes namespace: lowercase letters, digits and hyphens, at most 63 characters, starting and ending with a letter or digit."}
+}
+
+func errWorkspaceMismatch(prefix, ws string) *apiError {
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid model: the workspace '" + prefix + "' in model does not match the workspace '" + ws + "' of the path; use '" + ws + "/<name>' or the bare name."}
+}
+
+func errEntityNotFound(id string) *apiError {
+	return &apiError{http.StatusNotFound, "model_not_found", "Model entity not found for " + id}
+}
+
+func errModelNotFound(id string) *apiError {
+	return &apiError{http.StatusNotFound, "model_not_found", "The model '" + id + "' does not exist or is not routable."}
+}
+
+func errProviderNotFound(id string) *apiError {
+	return &apiError{http.StatusNotFound, "provider_not_found", "Model provider not found for " + id}
+}
+
+func errProviderNotReady(id string) *apiError {
+	return &apiError{http.StatusNotFound, "provider_not_ready", "Provider not ready for " + id}
+}
+
+func errNoReadyProvider(id string) *apiError {
+	return &apiError{http.StatusServiceUnavailable, "no_ready_provider", "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace."}
+}
+
+func errMissingCredentials(id string) *apiError {
+	return &apiError{http.StatusFailedDependency, "secret_unavailable", "Could not fetch secret for provider " + id + "; secret not found or unreachable"}
+}
+
+func errInvalidBody(err error) *apiError {
+	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error()}
+}
+
+func errNoModel(why string) *apiError {
+	return &apiError{http.StatusBadRequest, "missing_model", "Could not extract model from openai request: " + why}
+}
+
+func errBodyTooLarge(limit int64) *apiError {
+	return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", "Request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes."}
+}
+
+func errUnknownRoute() *apiError {
+	return &apiError{http.StatusNotFound, "not_found", "Not Found: gateway routes are " + Prefix + "{workspace}/openai/-/..., .../model/{name}/-/... and .../provider/{name}/-/..."}
+}
+
+func errUpstreamUnreachable(id string) *apiError {
+	return &apiError{http.StatusBadGateway, "upstream_unreachable", "Backend networking error: provider " + id + " could not be reached"}
+}
+
+func errUpstreamTimeout(id string) *apiError {
+	return &apiError{http.StatusGatewayTimeout, "upstream_timeout", "Backend timed out: provider " + id + " did not answer in time"}
+}
+
+func errUpstreamAuth(id string, status int) *apiError {
+	return &apiError{http.StatusBadGateway, "upstream_auth", "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider"}
+}
+
+func errorType(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+// writeError answers e as JSON.
+func writeError(w http.ResponseWriter, e *apiError) {
+	body, _ := json.Marshal(errorBody{Detail: e.detail, Error: errorObject{Message: e.detail, Type: errorType(e.status), Code: e.code}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.status)
+	_, _ = w.Write(body)
+}

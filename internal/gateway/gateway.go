@@ -1,0 +1,821 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package gateway is the HTTP data plane: the NeMo-compatible OpenAI routes, served by
+// net/http/httputil.ReverseProxy with a transport that picks a provider, retries on another
+// one before the first byte reaches the client, and ejects providers that keep failing.
+//
+// It reads the routing table from a routing.Store on every request and never calls the
+// Kubernetes API.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/infergate/infergate/internal/jsonfield"
+	"github.com/infergate/infergate/internal/naming"
+	"github.com/infergate/infergate/internal/routing"
+)
+
+// timeNow is the clock; a variable so that tests of ejection could move it.
+var timeNow = time.Now
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes = 32 << 20
+	DefaultMaxAttempts  = 3
+)
+
+// DefaultTimeouts apply to providers that set none.
+var DefaultTimeouts = routing.Timeouts{
+	Connect:        5 * time.Second,
+	ResponseHeader: 5 * time.Minute,
+	StreamIdle:     2 * time.Minute,
+}
+
+// maxRewriteBytes bounds a JSON response held in memory to rewrite its model; a larger one is
+// passed through unchanged.
+const maxRewriteBytes = 64 << 20
+
+// Options configure a Gateway.
+type Options struct {
+	// Store holds the routing table. Required.
+	Store *routing.Store
+	// MaxBodyBytes limits request bodies; larger ones get 413. Default 32 MiB.
+	MaxBodyBytes int64
+	// MaxAttempts bounds the providers tried for one request. Default 3.
+	MaxAttempts int
+	// Timeouts are the defaults for providers that set none.
+	Timeouts routing.Timeouts
+	// Policy decides ejections.
+	Policy routing.Policy
+	// Registerer receives the metrics. Default: a new registry (the manager passes
+	// controller-runtime's, so that its /metrics serves them).
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics on the gateway port; nil disables that route.
+	Gatherer prometheus.Gatherer
+	// Log receives upstream errors at V(1). Keys and bodies are never logged.
+	Log logr.Logger
+}
+
+// Gateway is the gateway's http.Handler.
+type Gateway struct {
+	opts       Options
+	store      *routing.Store
+	proxy      *httputil.ReverseProxy
+	metrics    *metrics
+	metricsH   http.Handler
+	transports sync.Map // transportKey → *http.Transport
+	log        logr.Logger
+}
+
+// New returns a gateway.
+func New(opts Options) (*Gateway, error) {
+	if opts.Store == nil {
+		return nil, errors.New("gateway: Options.Store is required")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	opts.Timeouts = opts.Timeouts.WithDefaults(DefaultTimeouts)
+	opts.Policy = opts.Policy.WithDefaults()
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(opts.Registerer, opts.Store)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log}
+	if opts.Gatherer != nil {
+		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      g,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		BufferPool:     copyBuffers{},
+		ErrorLog:       nil,
+	}
+	return g, nil
+}
+
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
+
+// proxyRequest is the state of one request on a proxied route. It travels with the request's
+// context from the handler through the ReverseProxy to the transport and back.
+type proxyRequest struct {
+	g      *Gateway
+	cancel context.CancelCauseFunc
+	ctx    context.Context // the cancellable context of the upstream request
+
+	rt        route
+	in        *http.Request
+	requestID string
+	start     time.Time
+
+	entity   *routing.Entity   // entity routes
+	provider *routing.Provider // provider route
+
+	body       *bodyBuf // nil when the body is streamed through
+	members    []jsonfield.Member
+	model      int  // index of the `model` member, or -1
+	setModel   bool // write the served name into `model`
+	replayable bool // the body can be sent again on another attempt
+
+	tried    uint64
+	backend  *routing.Backend
+	current  *routing.Provider
+	timeouts routing.Timeouts
+	began    bool // current.Health.Begin without End
+
+	status int
+	ttfb   time.Duration
+	usage  usage
+	rw     responseRewriter
+	segs   [][]byte
+}
+
+type proxyRequestKey struct{}
+
+var proxyRequests = sync.Pool{New: func() any { return &proxyRequest{} }}
+
+func fromContext(ctx context.Context) *proxyRequest {
+	pr, _ := ctx.Value(proxyRequestKey{}).(*proxyRequest)
+	return pr
+}
+
+// ServeHTTP routes a request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		w.WriteHeader(http.StatusOK)
+		return
+	case "/readyz":
+		if !g.store.Loaded() {
+			http.Error(w, "no routing table yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	case "/metrics":
+		if g.metricsH != nil {
+			g.metricsH.ServeHTTP(w, r)
+			return
+		}
+	}
+	requestID := r.Header.Get("X-Request-Id")
+	if !validRequestID(requestID) {
+		requestID = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", requestID)
+
+	rt := parsePath(r.Method, r.URL.EscapedPath())
+	if rt.kind == routeUnknown {
+		g.fail(w, r, rt, "", errUnknownRoute())
+		return
+	}
+	if !validWorkspace(rt.workspace) {
+		g.fail(w, r, rt, "", errInvalidWorkspace())
+		return
+	}
+	table := g.store.Load()
+	ws := rt.workspace
+	if !table.HasWorkspace(ws) {
+		ws = "" // no label value for workspaces that hold nothing
+	}
+	switch rt.kind {
+	case routeModelsList:
+		g.writeJSON(w, r, rt, ws, table.ModelsJSON(rt.workspace))
+	case routeModelsGet:
+		name := rt.name
+		if strings.IndexByte(name, '%') >= 0 {
+			// SDKs escape the slash of "workspace/name".
+			if unescaped, err := url.PathUnescape(name); err == nil {
+				name = unescaped
+			}
+		}
+		name = strings.TrimPrefix(name, rt.workspace+"/")
+		e, ok := table.Entity(rt.workspace, name)
+		if !naming.Valid(name) || !ok || len(e.Backends) == 0 {
+			g.fail(w, r, rt, ws, errModelNotFound(rt.workspace+"/"+name))
+			return
+		}
+		g.writeJSON(w, r, rt, ws, e.ModelJSON)
+	case routeProviderReady:
+		if !naming.Valid(rt.name) {
+			g.fail(w, r, rt, ws, errInvalidName("name"))
+			return
+		}
+		p, ok := table.Provider(rt.workspace, rt.name)
+		if !ok || !p.Ready {
+			g.fail(w, r, rt, ws, errProviderNotReady(rt.workspace+"/"+rt.name))
+			return
+		}
+		g.writeJSON(w, r, rt, ws, p.ReadyJSON)
+	default:
+		g.serveProxy(w, r, rt, table, requestID)
+	}
+}
+
+func (g *Gateway) writeJSON(w http.ResponseWriter, r *http.Request, rt route, ws string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), "200").Inc()
+}
+
+// fail answers an error the gateway decided itself and counts it.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt route, ws string, e *apiError) {
+	writeError(w, e)
+	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), codeLabel(e.status)).Inc()
+}
+
+func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID string) {
+	pr := proxyRequests.Get().(*proxyRequest)
+	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
+	pr.g, pr.rt, pr.in, pr.requestID, pr.start, pr.model = g, rt, r, requestID, timeNow(), -1
+	defer func() {
+		if pr.body != nil {
+			pr.body.release()
+		}
+		proxyRequests.Put(pr)
+	}()
+
+	ws := rt.workspace
+	if !table.HasWorkspace(ws) {
+		ws = ""
+	}
+	if e := g.resolve(pr, table); e != nil {
+		entityLabel := ""
+		if pr.entity != nil {
+			entityLabel = pr.entity.Name
+		}
+		writeError(w, e)
+		g.metrics.requests.WithLabelValues(ws, entityLabel, "", rt.kind.String(), codeLabel(e.status)).Inc()
+		return
+	}
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	pr.ctx, pr.cancel = context.WithValue(ctx, proxyRequestKey{}, pr), cancel
+	defer cancel(nil)
+	defer g.finish(pr)
+	g.proxy.ServeHTTP(w, r.WithContext(pr.ctx))
+}
+
+// resolve finds what a proxied request goes to and reads its body when the route needs it.
+func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
+	rt := pr.rt
+	switch rt.kind {
+	case routeProvider:
+		if !naming.Valid(rt.name) {
+			return errInvalidName("name")
+		}
+		p, ok := table.Provider(rt.workspace, rt.name)
+		if !ok {
+			return errProviderNotFound(rt.workspace + "/" + rt.name)
+		}
+		if p.MissingCredentials {
+			return errMissingCredentials(p.ID)
+		}
+		pr.provider = p
+		if len(p.DefaultBody)+len(p.RequiredBody) > 0 && isJSON(pr.in.Header.Get("Content-Type")) {
+			if e := g.readJSONBody(pr, false); e != nil {
+				return e
+			}
+		}
+		return nil
+
+	case routeEntity:
+		if !naming.Valid(rt.name) {
+			return errInvalidName("name")
+		}
+		e, ok := table.Entity(rt.workspace, rt.name)
+		if !ok {
+			return errEntityNotFound(rt.workspace + "/" + rt.name)
+		}
+		pr.entity = e
+		if len(e.Backends) == 0 {
+			return errNoReadyProvider(e.ID)
+		}
+		ct := pr.in.Header.Get("Content-Type")
+		if hasBody(pr.in) && (ct == "" || isJSON(ct)) {
+			return g.readJSONBody(pr, true)
+		}
+		pr.replayable = !hasBody(pr.in)
+		return nil
+
+	case routeOpenAI:
+		bb, err := readBody(pr.in, g.opts.MaxBodyBytes)
+		if err != nil {
+			return g.bodyError(err)
+		}
+		pr.body = bb
+		pr.replayable = true
+		pr.members, err = jsonfield.Members(pr.members[:0], bb.b)
+		if err != nil {
+			return errInvalidBody(err)
+		}
+		m, ok := jsonfield.Find(bb.b, pr.members, "model")
+		if !ok {
+			return errNoModel("the body has no 'model' field")
+		}
+		model, ok := jsonfield.StringValue(m.Value(bb.b))
+		if !ok {
+			return errNoModel("'model' must be a string")
+		}
+		name := model
+		if ws, rest, found := strings.Cut(string(model), "/"); found {
+			if ws != rt.workspace {
+				return errWorkspaceMismatch(ws, rt.workspace)
+			}
+			name = []byte(rest)
+		}
+		if !naming.Valid(string(name)) {
+			return errInvalidName("model")
+		}
+		e, ok := table.Entity(rt.workspace, string(name))
+		if !ok {
+			return errEntityNotFound(rt.workspace + "/" + string(name))
+		}
+		pr.entity = e
+		if len(e.Backends) == 0 {
+			return errNoReadyProvider(e.ID)
+		}
+		pr.model, pr.setModel = memberIndex(pr.members, m), true
+		return nil
+	}
+	return errUnknownRoute()
+}
+
+// readJSONBody reads the body; when it is a JSON object, its members are kept so that model
+// and extra fields can be written. Other bodies go upstream unchanged.
+func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
+	bb, err := readBody(pr.in, g.opts.MaxBodyBytes)
+	if err != nil {
+		return g.bodyError(err)
+	}
+	pr.body, pr.replayable, pr.model = bb, true, -1
+	if len(bb.b) == 0 {
+		return nil
+	}
+	members, err := jsonfield.Members(pr.members[:0], bb.b)
+	pr.members = members
+	if err != nil {
+		pr.members = pr.members[:0]
+		return nil // not a JSON object: forwarded as it is
+	}
+	pr.setModel = setModel
+	if m, ok := jsonfield.Find(bb.b, members, "model"); ok {
+		pr.model = memberIndex(members, m)
+	}
+	return nil
+}
+
+func (g *Gateway) bodyError(err error) *apiError {
+	if errors.Is(err, errTooLarge) {
+		return errBodyTooLarge(g.opts.MaxBodyBytes)
+	}
+	return errInvalidBody(err)
+}
+
+func memberIndex(members []jsonfield.Member, m jsonfield.Member) int {
+	for i := len(members) - 1; i >= 0; i-- {
+		if members[i] == m {
+			return i
+		}
+	}
+	return -1
+}
+
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+func isJSON(ct string) bool {
+	ct, _, _ = strings.Cut(ct, ";")
+	ct = strings.TrimSpace(ct)
+	return strings.EqualFold(ct, "application/json") || strings.HasSuffix(strings.ToLower(ct), "+json")
+}
+
+func isSSE(ct string) bool {
+	ct, _, _ = strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+// rewrite shapes the outbound request: the client's credentials and forwarding headers go,
+// the request id goes up. The provider's URL, key and extras are set per attempt in RoundTrip.
+func (g *Gateway) rewrite(p *httputil.ProxyRequest) {
+	pr := fromContext(p.In.Context())
+	h := p.Out.Header
+	for name := range h {
+		if strings.HasPrefix(name, "X-Forwarded-") {
+			delete(h, name)
+		}
+	}
+	for _, name := range clientOnlyHeaders {
+		delete(h, name)
+	}
+	h["X-Request-Id"] = []string{pr.requestID}
+	if pr.entity != nil {
+		// The response must come back uncompressed so that its model can be rewritten.
+		delete(h, "Accept-Encoding")
+	}
+}
+
+// clientOnlyHeaders never reach an upstream: credentials of the client, and forwarding
+// headers that would disclose the client's network.
+var clientOnlyHeaders = []string{"Authorization", "Proxy-Authorization", "X-Api-Key", "Cookie", "Forwarded", "X-Real-Ip"}
+
+// RoundTrip sends one request upstream, trying up to MaxAttempts providers of an entity:
+// a connection failure or an answer of 429, 502, 503 or 504 moves on to another provider,
+// since nothing has reached the client yet.
+func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
+	pr := fromContext(out.Context())
+	var pristine http.Header
+	if pr.entity != nil && pr.replayable && len(pr.entity.Backends) > 1 && g.opts.MaxAttempts > 1 {
+		pristine = out.Header.Clone()
+	}
+	for attempt := 0; ; attempt++ {
+		now := timeNow()
+		p := pr.provider
+		var served []byte
+		if pr.entity != nil {
+			idx, ok := pr.entity.Pick(now, pr.tried)
+			if !ok {
+				return nil, errUpstreamUnreachable(pr.entity.ID)
+			}
+			pr.tried |= 1 << idx
+			pr.backend = &pr.entity.Backends[idx]
+			p, served = pr.backend.Provider, pr.backend.ServedModelJSON
+		}
+		pr.current, pr.timeouts = p, p.Timeouts.WithDefaults(g.opts.Timeouts)
+		req := out
+		if attempt > 0 {
+			r2 := *out
+			r2.Header = pristine.Clone()
+			req = &r2
+		}
+		g.prepare(req, pr, p, served)
+		p.Health.Begin()
+		pr.began = true
+		resp, err := g.transportFor(pr.timeouts).RoundTrip(req)
+
+		retryAfter := time.Duration(0)
+		reason := ""
+		switch {
+		case err != nil:
+			if pr.in.Context().Err() != nil {
+				return nil, err // the client went away
+			}
+			reason = "connect"
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				reason = "timeout"
+			}
+		case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
+			resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+			reason = codeLabel(resp.StatusCode)
+			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		}
+		if pr.entity == nil {
+			// The provider route is a raw pass-through: one attempt, no ejections.
+			return resp, err
+		}
+		if reason == "" {
+			if resp.StatusCode < 500 {
+				p.Health.Succeeded()
+			}
+			return resp, nil
+		}
+		if d := p.Health.Failed(now, retryAfter, g.opts.Policy); d > 0 {
+			g.metrics.ejections.WithLabelValues(p.Workspace, p.Name).Inc()
+			g.log.V(1).Info("provider ejected", "provider", p.ID, "for", d.String(), "reason", reason, "requestID", pr.requestID)
+		}
+		canRetry := pr.replayable && attempt+1 < g.opts.MaxAttempts && bits.OnesCount64(pr.tried) < len(pr.entity.Backends)
+		if !canRetry {
+			return resp, err
+		}
+		g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()
+		g.log.V(1).Info("retrying on another provider", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		p.Health.End()
+		pr.began = false
+	}
+}
+
+// prepare points req at provider p: URL, credentials, extra headers and the body.
+func (g *Gateway) prepare(req *http.Request, pr *proxyRequest, p *routing.Provider, served []byte) {
+	u := *p.URL
+	trailing := pr.rt.trailing
+	if strings.IndexByte(trailing, '%') >= 0 {
+		escaped := upstreamPath(p.URL.EscapedPath(), p.BaseEndsInV1, trailing)
+		if path, err := url.PathUnescape(escaped); err == nil {
+			u.Path, u.RawPath = path, escaped
+		} else {
+			u.Path = upstreamPath(p.URL.Path, p.BaseEndsInV1, trailing)
+		}
+	} else {
+		u.Path = upstreamPath(p.URL.Path, p.BaseEndsInV1, trailing)
+	}
+	u.RawQuery = pr.in.URL.RawQuery
+	req.URL = &u
+	req.Host = ""
+
+	h := req.Header
+	for _, d := range p.DefaultHeaders {
+		if _, ok := h[d.Name]; !ok {
+			h[d.Name] = d.Values
+		}
+	}
+	for _, d := range p.RequiredHeaders {
+		h[d.Name] = d.Values
+	}
+	if p.AuthHeader != "" {
+		h[p.AuthHeader] = p.AuthValues
+	}
+
+	if pr.body == nil {
+		return // streamed through (or no body)
+	}
+	var segs [][]byte
+	if len(pr.members) > 0 {
+		segs = requestBody(make([][]byte, 0, 4), pr.body.b, pr.members, pr.model, pr.setModel, served, p)
+	} else {
+		segs = [][]byte{pr.body.b}
+	}
+	// The transport writes Content-Length from req.ContentLength.
+	n := segmentsLen(segs)
+	req.ContentLength = n
+	if n == 0 {
+		req.Body, req.GetBody = http.NoBody, nil
+		return
+	}
+	buf := pr.body
+	req.Body = newSegments(segs, buf)
+	// GetBody lets the transport replay the body on a fresh connection when a kept-alive one
+	// turns out to be closed.
+	req.GetBody = func() (io.ReadCloser, error) { return newSegments(segs, buf), nil }
+}
+
+// modifyResponse prepares the response body: the served model name is rewritten back to the
+// entity id in JSON and in every SSE event, and reads are bounded by the idle timeout.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	pr := fromContext(resp.Request.Context())
+	pr.ttfb = timeNow().Sub(pr.start)
+	pr.status = resp.StatusCode
+	delete(resp.Header, "X-Request-Id")
+	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
+
+	if pr.entity == nil {
+		resp.Body = &rawBody{src: resp.Body, idle: idle}
+		return nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// The upstream refused our key: that is the gateway's problem, not the client's.
+		idle.release()
+		resp.Body.Close()
+		return errUpstreamAuth(pr.current.ID, resp.StatusCode)
+	}
+	pr.rw.served = []byte(pr.backend.ServedModel)
+	pr.rw.id = pr.entity.IDJSON
+	ct := resp.Header.Get("Content-Type")
+	switch {
+	case isSSE(ct):
+		resp.Body = newSSEBody(resp.Body, idle, pr)
+	case isJSON(ct) && resp.Header.Get("Content-Encoding") == "":
+		return g.rewriteJSON(resp, pr, idle)
+	default:
+		resp.Body = &rawBody{src: resp.Body, idle: idle}
+	}
+	return nil
+}
+
+// rewriteJSON reads a JSON response whole (it is one document, not a stream), rewrites its
+// model and reads its usage.
+func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleTimer) error {
+	bb := newBodyBuf()
+	src := resp.Body
+	for {
+		if len(bb.b) == cap(bb.b) {
+			bb.b = append(bb.b, 0)[:len(bb.b)]
+		}
+		n, err := idle.read(src, bb.b[len(bb.b):cap(bb.b)])
+		bb.b = bb.b[:len(bb.b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			idle.release()
+			bb.release()
+			src.Close()
+			return err
+		}
+		if len(bb.b) > maxRewriteBytes {
+			// Too large to hold: send what was read, then the rest as it comes.
+			resp.Body = &rawBody{src: struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(newSegments([][]byte{bb.b}, bb), src), src}, idle: idle}
+			bb.release()
+			return nil
+		}
+	}
+	idle.release()
+	src.Close()
+	var u usage
+	pr.segs, u = pr.rw.rewrite(pr.segs[:0], bb.b)
+	if u.seen {
+		pr.usage = u
+	}
+	body := newSegments(pr.segs, bb)
+	bb.release()
+	n := segmentsLen(pr.segs)
+	resp.Body = body
+	resp.ContentLength = n
+	resp.Header["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+	return nil
+}
+
+// proxyError answers a request whose upstream could not be used.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	pr := fromContext(r.Context())
+	var e *apiError
+	switch {
+	case errors.As(err, &e):
+	case r.Context().Err() != nil && !errors.Is(context.Cause(pr.ctx), errStreamIdle) && pr.in.Context().Err() != nil:
+		pr.status = 499 // the client went away; nobody to answer
+		return
+	case errors.Is(context.Cause(pr.ctx), errStreamIdle), isTimeout(err):
+		e = errUpstreamTimeout(pr.currentID())
+	default:
+		e = errUpstreamUnreachable(pr.currentID())
+	}
+	g.log.V(1).Info("upstream error", "provider", pr.currentID(), "error", err.Error(), "requestID", pr.requestID)
+	pr.status = e.status
+	writeError(w, e)
+}
+
+func (pr *proxyRequest) currentID() string {
+	if pr.current != nil {
+		return pr.current.ID
+	}
+	if pr.entity != nil {
+		return "of " + pr.entity.ID
+	}
+	return ""
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// finish records the outcome of a proxied request once its response is over.
+func (g *Gateway) finish(pr *proxyRequest) {
+	if pr.began {
+		pr.current.Health.End()
+		pr.began = false
+	}
+	ws, entity, provider := pr.rt.workspace, "", ""
+	if pr.entity != nil {
+		entity = pr.entity.Name
+	}
+	if pr.current != nil {
+		provider = pr.current.Name
+	}
+	status := pr.status
+	if status == 0 {
+		status = 499
+	}
+	route := pr.rt.kind.String()
+	m := g.metrics
+	m.requests.WithLabelValues(ws, entity, provider, route, codeLabel(status)).Inc()
+	m.duration.WithLabelValues(ws, entity, provider, route).Observe(timeNow().Sub(pr.start).Seconds())
+	if pr.ttfb > 0 {
+		m.ttfb.WithLabelValues(ws, entity, provider, route).Observe(pr.ttfb.Seconds())
+	}
+	if pr.usage.seen && entity != "" {
+		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
+		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))
+	}
+}
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+type transportKey struct{ connect, responseHeader time.Duration }
+
+// transportFor returns the shared transport for a set of timeouts; providers with the same
+// timeouts share connections pools per host.
+func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
+	key := transportKey{t.Connect, t.ResponseHeader}
+	if tr, ok := g.transports.Load(key); ok {
+		return tr.(*http.Transport)
+	}
+	dialer := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   t.Connect,
+		ResponseHeaderTimeout: t.ResponseHeader,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	actual, _ := g.transports.LoadOrStore(key, tr)
+	return actual.(*http.Transport)
+}
+
+// CloseIdleConnections closes idle upstream connections.
+func (g *Gateway) CloseIdleConnections() {
+	g.transports.Range(func(_, v any) bool {
+		v.(*http.Transport).CloseIdleConnections()
+		return true
+	})
+}
+
+// validRequestID accepts client request ids of up to 128 visible ASCII characters.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// newRequestID returns 32 random hex digits.
+func newRequestID() string {
+	var b [32]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 16; i++ {
+		b[i] = hexDigits[(hi>>(60-4*i))&0xf]
+		b[16+i] = hexDigits[(lo>>(60-4*i))&0xf]
+	}
+	return string(b[:])
+}

@@ -1,0 +1,85 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Server serves a Gateway on an address. It is a controller-runtime Runnable that runs on
+// every replica, leader or not.
+type Server struct {
+	// Addr is the listen address, such as ":8000".
+	Addr string
+	// Handler is the gateway.
+	Handler http.Handler
+	// ShutdownTimeout bounds the wait for requests in flight (streams included) at shutdown.
+	ShutdownTimeout time.Duration
+	// Log receives the server's lifecycle messages.
+	Log logr.Logger
+	// Listener, if set, is used instead of listening on Addr.
+	Listener net.Listener
+}
+
+// NeedLeaderElection is false: every replica serves traffic.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start serves until ctx is done, then drains requests in flight for up to ShutdownTimeout.
+func (s *Server) Start(ctx context.Context) error {
+	ln := s.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Addr); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{
+		Handler:           s.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.Log.Info("gateway listening", "address", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	timeout := s.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.Log.Info("gateway draining", "timeout", timeout.String())
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,430 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package routing is the gateway's routing table: workspaces, model entities, the providers
+// that serve them and everything the proxy needs to reach those providers (base URLs,
+// credentials, extra headers and body fields, timeouts).
+//
+// A Table is built from plain Go values and never changes afterwards; the gateway reads the
+// current one through an atomic pointer (see Store), so a request sees one consistent view and
+// takes no lock. Only the live health of each provider (in-flight requests, failures,
+// ejection) changes, through atomics, and it carries over from one table to the next.
+//
+// This package imports nothing from Kubernetes: the piece that turns cluster objects into a
+// Spec lives elsewhere.
+package routing
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/internal/jsonfield"
+)
+
+// MaxBackends bounds the providers considered for one entity.
+const MaxBackends = 64
+
+// Spec is everything a Table is built from.
+type Spec struct {
+	Providers []ProviderSpec
+	Entities  []EntitySpec
+}
+
+// ProviderSpec describes one upstream.
+type ProviderSpec struct {
+	Workspace, Name string
+	// BaseURL is the upstream's base URL, http or https.
+	BaseURL string
+	// Ready tells whether the provider may receive traffic.
+	Ready bool
+	// AuthHeader and AuthValue are the credential header to inject (such as
+	// "Authorization" and "Bearer sk-..."). Empty when the provider needs no key.
+	AuthHeader, AuthValue string
+	// MissingCredentials tells that the provider needs a key that could not be read; requests
+	// through its provider route are answered 424.
+	MissingCredentials bool
+	// DefaultHeaders are set when the request lacks them; RequiredHeaders always.
+	DefaultHeaders, RequiredHeaders []Header
+	// DefaultBody fields are added to JSON bodies that lack them; RequiredBody fields always.
+	DefaultBody, RequiredBody []BodyField
+	// Timeouts bound requests to this provider; zero fields take the gateway's defaults.
+	Timeouts Timeouts
+}
+
+// EntitySpec describes one model entity and the providers that may serve it.
+type EntitySpec struct {
+	Workspace, Name string
+	// Created is reported as the model's creation time in /v1/models.
+	Created time.Time
+	// Backends name providers (which must be in Spec.Providers) and the model id to send each.
+	Backends []BackendSpec
+}
+
+// BackendSpec names a provider of an entity.
+type BackendSpec struct {
+	Workspace, Name string
+	// ServedModel is the model id sent to this provider.
+	ServedModel string
+	// Weight is the provider's relative share of requests; values below 1 count as 1.
+	Weight int
+}
+
+// Header is one HTTP header.
+type Header struct {
+	Name, Value string
+	// Values is []string{Value}, shared by every request so that setting the header
+	// allocates nothing; New fills it in. Nobody may modify it.
+	Values []string
+}
+
+// BodyField is one top-level JSON field; Value is raw JSON.
+type BodyField struct {
+	Name  string
+	Value json.RawMessage
+	// Member is `"name":value`, ready to splice into an object; New fills it in.
+	Member []byte
+}
+
+// Timeouts bound the phases of an upstream request.
+type Timeouts struct {
+	// Connect bounds dialing and the TLS handshake.
+	Connect time.Duration
+	// ResponseHeader bounds the wait for response headers after the request is written.
+	ResponseHeader time.Duration
+	// StreamIdle bounds the silence between two reads of the response body.
+	StreamIdle time.Duration
+}
+
+// WithDefaults fills the zero fields of t from d.
+func (t Timeouts) WithDefaults(d Timeouts) Timeouts {
+	if t.Connect <= 0 {
+		t.Connect = d.Connect
+	}
+	if t.ResponseHeader <= 0 {
+		t.ResponseHeader = d.ResponseHeader
+	}
+	if t.StreamIdle <= 0 {
+		t.StreamIdle = d.StreamIdle
+	}
+	return t
+}
+
+// Key names an entity or a provider within a workspace.
+type Key struct{ Workspace, Name string }
+
+func (k Key) String() string { return k.Workspace + "/" + k.Name }
+
+// Provider is an upstream as the proxy uses it.
+type Provider struct {
+	Key
+	// ID is "workspace/name".
+	ID string
+	// URL is the parsed base URL, without a trailing slash.
+	URL *url.URL
+	// BaseEndsInV1 tells whether the base path ends in "/v1", so that a trailing path
+	// starting with "v1/" drops that segment.
+	BaseEndsInV1 bool
+	Ready        bool
+	AuthHeader   string
+	AuthValue    string
+	// AuthValues is []string{AuthValue}, shared by requests; nobody may modify it.
+	AuthValues []string
+	// MissingCredentials: the key could not be read.
+	MissingCredentials bool
+	// Header names are canonical (net/http's CanonicalHeaderKey).
+	DefaultHeaders, RequiredHeaders []Header
+	DefaultBody, RequiredBody       []BodyField
+	Timeouts                        Timeouts
+	// ReadyJSON is the body of GET .../provider/{name}/ready.
+	ReadyJSON []byte
+	// Health is the provider's live state, shared by every table that holds the provider.
+	Health *Health
+}
+
+// Entity is a model entity as the proxy uses it.
+type Entity struct {
+	Key
+	// ID is the OpenAI model id "workspace/name"; IDJSON is it as a JSON string.
+	ID     string
+	IDJSON []byte
+	// Backends are the Ready providers that serve the entity. Empty means 503.
+	Backends []Backend
+	// ModelJSON is the entity's object in /v1/models.
+	ModelJSON []byte
+}
+
+// Backend is a provider of an entity.
+type Backend struct {
+	Provider *Provider
+	// ServedModel is the id sent upstream; ServedModelJSON is it as a JSON string.
+	ServedModel     string
+	ServedModelJSON []byte
+	Weight          int
+}
+
+// Table is an immutable routing table.
+type Table struct {
+	workspaces map[string]struct{}
+	entities   map[Key]*Entity
+	providers  map[Key]*Provider
+	models     map[string][]byte
+	routable   int
+	built      time.Time
+}
+
+// emptyModels is the model list of a workspace with no routable entity.
+var emptyModels = []byte(`{"object":"list","data":[]}`)
+
+// Entity returns the entity ws/name.
+func (t *Table) Entity(ws, name string) (*Entity, bool) {
+	e, ok := t.entities[Key{ws, name}]
+	return e, ok
+}
+
+// Provider returns the provider ws/name.
+func (t *Table) Provider(ws, name string) (*Provider, bool) {
+	p, ok := t.providers[Key{ws, name}]
+	return p, ok
+}
+
+// ModelsJSON returns the OpenAI model list of the routable entities of ws.
+func (t *Table) ModelsJSON(ws string) []byte {
+	if b, ok := t.models[ws]; ok {
+		return b
+	}
+	return emptyModels
+}
+
+// HasWorkspace reports whether any entity or provider lives in ws.
+func (t *Table) HasWorkspace(ws string) bool {
+	_, ok := t.workspaces[ws]
+	return ok
+}
+
+// EachProvider calls fn for every provider.
+func (t *Table) EachProvider(fn func(*Provider)) {
+	for _, p := range t.providers {
+		fn(p)
+	}
+}
+
+// Routable returns the number of entities with at least one ready provider.
+func (t *Table) Routable() int { return t.routable }
+
+// Len returns the number of entities and providers.
+func (t *Table) Len() (entities, providers int) { return len(t.entities), len(t.providers) }
+
+// Built returns when the table was built.
+func (t *Table) Built() time.Time { return t.built }
+
+// Empty returns a table that routes nothing.
+func Empty() *Table {
+	return &Table{workspaces: map[string]struct{}{}, entities: map[Key]*Entity{}, providers: map[Key]*Provider{}, models: map[string][]byte{}, built: time.Now()}
+}
+
+// New builds a table. Providers of prev with the same key and URL keep their live health.
+// Providers or backends that cannot be used (a bad URL, an unknown provider) are left out and
+// reported in the returned errors; the table is usable either way.
+func New(spec Spec, prev *Table) (*Table, []error) {
+	var errs []error
+	t := &Table{
+		workspaces: map[string]struct{}{},
+		entities:   make(map[Key]*Entity, len(spec.Entities)),
+		providers:  make(map[Key]*Provider, len(spec.Providers)),
+		models:     map[string][]byte{},
+		built:      time.Now(),
+	}
+	for i := range spec.Providers {
+		p, err := newProvider(&spec.Providers[i], prev)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t.providers[p.Key] = p
+		t.workspaces[p.Workspace] = struct{}{}
+	}
+
+	type listed struct {
+		name string
+		json []byte
+	}
+	perWorkspace := map[string][]listed{}
+	for i := range spec.Entities {
+		es := &spec.Entities[i]
+		key := Key{es.Workspace, es.Name}
+		e := &Entity{Key: key, ID: key.String()}
+		e.IDJSON = jsonfield.AppendString(nil, e.ID)
+		for _, b := range es.Backends {
+			p, ok := t.providers[Key{b.Workspace, b.Name}]
+			if !ok {
+				errs = append(errs, fmt.Errorf("entity %s: provider %s/%s is not in the table", e.ID, b.Workspace, b.Name))
+				continue
+			}
+			if !p.Ready || b.ServedModel == "" {
+				continue
+			}
+			if len(e.Backends) == MaxBackends {
+				errs = append(errs, fmt.Errorf("entity %s: more than %d ready providers, the rest are ignored", e.ID, MaxBackends))
+				break
+			}
+			e.Backends = append(e.Backends, Backend{
+				Provider:        p,
+				ServedModel:     b.ServedModel,
+				ServedModelJSON: jsonfield.AppendString(nil, b.ServedModel),
+				Weight:          max(b.Weight, 1),
+			})
+		}
+		model, _ := json.Marshal(openAIModel{ID: e.ID, Object: "model", Created: es.Created.Unix(), OwnedBy: es.Workspace})
+		e.ModelJSON = model
+		t.entities[key] = e
+		t.workspaces[key.Workspace] = struct{}{}
+		if len(e.Backends) > 0 {
+			t.routable++
+			perWorkspace[es.Workspace] = append(perWorkspace[es.Workspace], listed{es.Name, model})
+		}
+	}
+	for ws, list := range perWorkspace {
+		slices.SortFunc(list, func(a, b listed) int { return strings.Compare(a.name, b.name) })
+		buf := []byte(`{"object":"list","data":[`)
+		for i, l := range list {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, l.json...)
+		}
+		t.models[ws] = append(buf, "]}"...)
+	}
+	return t, errs
+}
+
+type openAIModel struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
+	key := Key{ps.Workspace, ps.Name}
+	u, err := url.Parse(ps.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, fmt.Errorf("provider %s: base URL %q is not an absolute http(s) URL without credentials", key, ps.BaseURL)
+	}
+	defaultBody, err := bodyFields(ps.DefaultBody)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: default body: %w", key, err)
+	}
+	requiredBody, err := bodyFields(ps.RequiredBody)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: required body: %w", key, err)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	u.RawQuery, u.Fragment = "", ""
+	p := &Provider{
+		Key:                key,
+		ID:                 key.String(),
+		URL:                u,
+		BaseEndsInV1:       strings.HasSuffix(u.Path, "/v1"),
+		Ready:              ps.Ready,
+		AuthHeader:         http.CanonicalHeaderKey(ps.AuthHeader),
+		AuthValue:          ps.AuthValue,
+		MissingCredentials: ps.MissingCredentials,
+		DefaultHeaders:     canonical(ps.DefaultHeaders),
+		RequiredHeaders:    canonical(ps.RequiredHeaders),
+		DefaultBody:        defaultBody,
+		RequiredBody:       requiredBody,
+		Timeouts:           ps.Timeouts,
+	}
+	if p.AuthValue == "" {
+		p.AuthHeader = ""
+	} else {
+		p.AuthValues = []string{p.AuthValue}
+	}
+	p.ReadyJSON, _ = json.Marshal(struct {
+		Ready    bool   `json:"ready"`
+		Provider string `json:"provider"`
+		HostURL  string `json:"host_url"`
+	}{true, p.ID, u.String()})
+	if prev != nil {
+		if old, ok := prev.providers[key]; ok && old.URL.String() == u.String() {
+			p.Health = old.Health
+		}
+	}
+	if p.Health == nil {
+		p.Health = &Health{}
+	}
+	return p, nil
+}
+
+func bodyFields(fs []BodyField) ([]BodyField, error) {
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	out := make([]BodyField, len(fs))
+	for i, f := range fs {
+		if !json.Valid(f.Value) {
+			return nil, fmt.Errorf("field %q is not valid JSON", f.Name)
+		}
+		out[i] = BodyField{Name: f.Name, Value: f.Value}
+		out[i].Member = append(append(jsonfield.AppendString(nil, f.Name), ':'), f.Value...)
+	}
+	return out, nil
+}
+
+func canonical(hs []Header) []Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Header, len(hs))
+	for i, h := range hs {
+		out[i] = Header{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value, Values: []string{h.Value}}
+	}
+	return out
+}
+
+// Store holds the current table. Loads never block; Swap replaces the table for the requests
+// that start afterwards while requests in flight finish with the table they loaded.
+type Store struct {
+	p      atomic.Pointer[Table]
+	loaded atomic.Bool
+}
+
+// NewStore returns a store holding an empty table.
+func NewStore() *Store {
+	s := &Store{}
+	s.p.Store(Empty())
+	return s
+}
+
+// Load returns the current table.
+func (s *Store) Load() *Table { return s.p.Load() }
+
+// Swap installs t and returns the previous table.
+func (s *Store) Swap(t *Table) *Table {
+	prev := s.p.Swap(t)
+	s.loaded.Store(true)
+	return prev
+}
+
+// Loaded reports whether a table has been installed with Swap.
+func (s *Store) Loaded() bool { return s.loaded.Load() }
