@@ -59,8 +59,23 @@ test: manifests generate vet envtest-assets ## Run unit and envtest suites again
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into ./bin.
+build: ## Build the manager and the simulator into ./bin.
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simulator ./cmd/simulator
+
+.PHONY: simulator
+simulator: ## Run the OpenAI-compatible simulator on 127.0.0.1:9000.
+	go run ./cmd/simulator --models meta/llama-3.1-8b-instruct --chunk-delay 50ms
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (gateway vs direct in-process, routing, JSON scanning).
+	go test -run '^$$' -bench . -benchmem ./internal/...
+
+.PHONY: bench-gateway
+bench-gateway: ## Measure the gateway against direct calls with separate processes and vegeta (about 2 minutes).
+	go run ./hack/benchgateway
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,10 +35,13 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
+	"github.com/infergate/infergate/internal/routing"
 )
 
 // Leader election needs a Lease in the manager's namespace, and events are recorded there.
@@ -48,6 +52,11 @@ import (
 type options struct {
 	metricsAddr             string
 	probeAddr               string
+	gatewayAddr             string
+	gatewayMaxBody          int64
+	gatewayMaxAttempts      int
+	gatewayShutdown         time.Duration
+	gatewayTimeouts         routing.Timeouts
 	leaderElect             bool
 	leaderElectionID        string
 	leaderElectionNamespace string
@@ -83,6 +92,13 @@ account or ~/.kube/config, in that order.`,
 	f := cmd.Flags()
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" disables it`)
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	f.StringVar(&o.gatewayAddr, "gateway-bind-address", ":8000", "address of the OpenAI-compatible gateway")
+	f.Int64Var(&o.gatewayMaxBody, "gateway-max-body-bytes", gateway.DefaultMaxBodyBytes, "largest request body the gateway accepts; larger ones get 413")
+	f.IntVar(&o.gatewayMaxAttempts, "gateway-max-attempts", gateway.DefaultMaxAttempts, "providers tried for one request before the gateway gives up")
+	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown")
+	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
+	f.DurationVar(&o.gatewayTimeouts.ResponseHeader, "gateway-response-header-timeout", gateway.DefaultTimeouts.ResponseHeader, "default wait for upstream response headers, for providers that set none")
+	f.DurationVar(&o.gatewayTimeouts.StreamIdle, "gateway-stream-idle-timeout", gateway.DefaultTimeouts.StreamIdle, "default limit on upstream silence within a response, for providers that set none")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -136,6 +152,22 @@ func run(ctx context.Context, o options) error {
 	if err := requireCRDs(mgr.GetRESTMapper(), cfg.Host); err != nil {
 		return err
 	}
+	store := routing.NewStore()
+	gw, err := gateway.New(gateway.Options{
+		Store:        store,
+		MaxBodyBytes: o.gatewayMaxBody,
+		MaxAttempts:  o.gatewayMaxAttempts,
+		Timeouts:     o.gatewayTimeouts,
+		Registerer:   ctrlmetrics.Registry,
+		Gatherer:     ctrlmetrics.Registry,
+		Log:          log.WithName("gateway"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway")}); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -143,7 +175,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect)
+	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect, "gateway", o.gatewayAddr)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -90,10 +91,10 @@ func TestManagerBinary(t *testing.T) {
 		if err := k8s.Create(context.Background(), ns); err != nil {
 			t.Fatal(err)
 		}
-		probe, metrics := freeAddr(t), freeAddr(t)
+		probe, metrics, gw := freeAddr(t), freeAddr(t), freeAddr(t)
 		var logs bytes.Buffer
 		cmd := exec.Command(bin, "--kubeconfig", kubeconfig,
-			"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
+			"--health-probe-bind-address", probe, "--metrics-bind-address", metrics, "--gateway-bind-address", gw,
 			"--leader-elect", "--leader-election-namespace", "infergate-system", "--log-format", "json")
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
@@ -105,7 +106,8 @@ func TestManagerBinary(t *testing.T) {
 			_ = cmd.Process.Kill()
 		}()
 
-		for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics"} {
+		for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics", "http://" + gw + "/healthz",
+			"http://" + gw + "/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models"} {
 			waitFor(t, 30*time.Second, func() error {
 				resp, err := http.Get(url)
 				if err != nil {
@@ -117,6 +119,15 @@ func TestManagerBinary(t *testing.T) {
 				}
 				return nil
 			})
+		}
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "infergate_gateway_routable_entities") {
+			t.Error("the manager's /metrics does not serve the gateway's metrics")
 		}
 		waitFor(t, 30*time.Second, func() error {
 			var lease coordinationv1.Lease
@@ -136,6 +147,9 @@ func TestManagerBinary(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), `"msg":"starting manager"`) {
 			t.Errorf("logs are not JSON lines from zap:\n%s", logs.String())
+		}
+		if !strings.Contains(logs.String(), `"msg":"gateway draining"`) {
+			t.Errorf("the gateway did not drain on SIGTERM:\n%s", logs.String())
 		}
 	})
 }

@@ -167,3 +167,15 @@ func FuzzMembers(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkMembers(b *testing.B) {
+	data := []byte(`{"model":"team/llama","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about Kubernetes operators."}],"max_tokens":64,"stream":false}`)
+	dst := make([]Member, 0, 8)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Members(dst[:0], data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,504 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command benchgateway measures the gateway against a direct call to the same upstream, in one
+// run on one machine: it starts the simulator and a gateway in processes of their own, drives
+// the same load at both with vegeta, and prints a Markdown report.
+//
+//	go run ./hack/benchgateway            (make bench-gateway)
+//
+// Figures: saturation throughput direct and through the gateway; added latency at a fixed
+// rate; the gateway's CPU time, allocations and RSS per request; for streams, the added time
+// to the first chunk and the added inter-chunk gap.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/http/pprof"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/infergate/infergate/internal/gateway"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/simulator"
+)
+
+const served = "meta/llama-3.1-8b-instruct"
+
+var (
+	role       = flag.String("role", "", "internal: run as the simulator or the gateway process")
+	listen     = flag.String("listen", "", "internal: address to listen on")
+	upstream   = flag.String("upstream", "", "internal: the gateway's upstream URL")
+	duration   = flag.Duration("duration", 10*time.Second, "length of each measured phase")
+	rate       = flag.Int("rate", 2000, "fixed request rate for the latency phase, per second")
+	workers    = flag.Int("workers", 64, "concurrent connections for the saturation phase")
+	streams    = flag.Int("streams", 400, "streams per side in the streaming phase")
+	chunks     = flag.Int("chunks", 20, "chunks per stream")
+	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway during the fixed-rate phase to this file")
+	chunkDelay = flag.Duration("chunk-delay", 5*time.Millisecond, "pause between chunks of a stream")
+)
+
+func main() {
+	flag.Parse()
+	var err error
+	switch *role {
+	case "simulator":
+		err = serve(*listen, simulator.New(simulator.Options{Models: []string{served}, APIKey: "bench-key"}))
+	case "gateway":
+		err = runGateway()
+	case "bare":
+		err = runBareProxy()
+	case "":
+		err = orchestrate()
+	default:
+		err = fmt.Errorf("unknown role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchgateway:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+// runGateway serves the real gateway package with a table that routes bench/llama to the
+// upstream, plus an endpoint reporting the process's allocation counters.
+func runGateway() error {
+	store := routing.NewStore()
+	table, errs := routing.New(routing.Spec{
+		Providers: []routing.ProviderSpec{{Workspace: "bench", Name: "sim", BaseURL: *upstream, Ready: true,
+			AuthHeader: "Authorization", AuthValue: "Bearer bench-key"}},
+		Entities: []routing.EntitySpec{{Workspace: "bench", Name: "llama", Created: time.Now(),
+			Backends: []routing.BackendSpec{{Workspace: "bench", Name: "sim", ServedModel: served, Weight: 1}}}},
+	}, nil)
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	store.Swap(table)
+	g, err := gateway.New(gateway.Options{Store: store})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", g)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/benchstats", func(w http.ResponseWriter, _ *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(map[string]uint64{"mallocs": ms.Mallocs, "bytes": ms.TotalAlloc})
+	})
+	return serve(*listen, mux)
+}
+
+// runBareProxy serves a plain httputil.ReverseProxy to the upstream: the floor that any
+// gateway built on net/http pays, measured for reference.
+func runBareProxy() error {
+	target, err := url.Parse(*upstream)
+	if err != nil {
+		return err
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
+	return serve(*listen, rp)
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func start(args ...string) (*proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(self, append(args, "-listen", addr)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, addr: addr}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%v did not start", args)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// cpu returns the process's user+system CPU time from /proc.
+func (p *proc) cpu() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// rss returns the process's resident and peak resident set size in KiB.
+func (p *proc) rss() (current, peak int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			current, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmHWM:":
+			peak, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return current, peak
+}
+
+func (p *proc) allocs() (mallocs, bytes uint64) {
+	resp, err := http.Get("http://" + p.addr + "/debug/benchstats")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	var s map[string]uint64
+	_ = json.NewDecoder(resp.Body).Decode(&s)
+	return s["mallocs"], s["bytes"]
+}
+
+type side struct {
+	name  string
+	url   string
+	model string
+	extra http.Header // headers the direct side needs (the key the gateway injects)
+}
+
+func chatBody(model string, stream bool) []byte {
+	return []byte(`{"model":"` + model + `","stream":` + strconv.FormatBool(stream) +
+		`,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about Kubernetes operators."}],"max_tokens":64}`)
+}
+
+type result struct {
+	requests  int
+	errors    int
+	seconds   float64
+	latencies []time.Duration
+}
+
+func (r result) throughput() float64 { return float64(r.requests-r.errors) / r.seconds }
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}
+
+// attack sends chat requests at a fixed rate (or as fast as possible with rate 0).
+func attack(s side, perSecond int, d time.Duration) result {
+	header := http.Header{"Content-Type": {"application/json"}}
+	for k, v := range s.extra {
+		header[k] = v
+	}
+	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: "POST", URL: s.url, Body: chatBody(s.model, false), Header: header})
+	opts := []func(*vegeta.Attacker){vegeta.KeepAlive(true), vegeta.Timeout(30 * time.Second), vegeta.Connections(*workers * 2)}
+	pacer := vegeta.Rate{Freq: perSecond, Per: time.Second}
+	if perSecond == 0 {
+		opts = append(opts, vegeta.Workers(uint64(*workers)), vegeta.MaxWorkers(uint64(*workers)))
+	} else {
+		opts = append(opts, vegeta.Workers(32))
+	}
+	atk := vegeta.NewAttacker(opts...)
+	var r result
+	start := time.Now()
+	for res := range atk.Attack(tr, pacer, d, s.name) {
+		r.requests++
+		if res.Code != http.StatusOK {
+			r.errors++
+			continue
+		}
+		r.latencies = append(r.latencies, res.Latency)
+	}
+	r.seconds = time.Since(start).Seconds()
+	return r
+}
+
+type streamResult struct {
+	ttfc, gaps []time.Duration
+	errors     int
+}
+
+// streamLoad opens n streams, 16 at a time, and records the time to the first chunk and the
+// gaps between chunks as the client sees them.
+func streamLoad(s side, n int) streamResult {
+	var (
+		mu  sync.Mutex
+		out streamResult
+		wg  sync.WaitGroup
+	)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	jobs := make(chan struct{})
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				ttfc, gaps, err := oneStream(client, s)
+				mu.Lock()
+				if err != nil {
+					out.errors++
+				} else {
+					out.ttfc = append(out.ttfc, ttfc)
+					out.gaps = append(out.gaps, gaps...)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	return out
+}
+
+func oneStream(client *http.Client, s side) (time.Duration, []time.Duration, error) {
+	req, err := http.NewRequestWithContext(context.Background(), "POST", s.url, bytes.NewReader(chatBody(s.model, true)))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Sim-Chunks", strconv.Itoa(*chunks))
+	req.Header.Set("X-Sim-Chunk-Delay", chunkDelay.String())
+	for k, v := range s.extra {
+		req.Header[k] = v
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 0, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var (
+		ttfc time.Duration
+		gaps []time.Duration
+		last time.Time
+	)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, []byte("data: {")) {
+			continue
+		}
+		now := time.Now()
+		if last.IsZero() {
+			ttfc = now.Sub(start)
+		} else {
+			gaps = append(gaps, now.Sub(last))
+		}
+		last = now
+	}
+	return ttfc, gaps, sc.Err()
+}
+
+func orchestrate() error {
+	sim, err := start("-role", "simulator")
+	if err != nil {
+		return err
+	}
+	defer sim.stop()
+	gw, err := start("-role", "gateway", "-upstream", "http://"+sim.addr)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+
+	bare, err := start("-role", "bare", "-upstream", "http://"+sim.addr)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+
+	direct := side{name: "direct", url: "http://" + sim.addr + "/v1/chat/completions", model: served,
+		extra: http.Header{"Authorization": {"Bearer bench-key"}}}
+	through := side{name: "gateway", url: "http://" + gw.addr + gateway.Prefix + "bench/openai/-/v1/chat/completions", model: "bench/llama"}
+	plain := side{name: "bare", url: "http://" + bare.addr + "/v1/chat/completions", model: served,
+		extra: http.Header{"Authorization": {"Bearer bench-key"}}}
+
+	log := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "[bench] "+format+"\n", args...) }
+	log("warming up")
+	attack(direct, 0, 2*time.Second)
+	attack(through, 0, 2*time.Second)
+
+	// Saturation: each side twice, alternating, so that drift affects both alike.
+	var satD, satG, satB []float64
+	var gwSatCPU, gwSatReqs time.Duration
+	for i := 0; i < 2; i++ {
+		log("saturation round %d: direct", i+1)
+		satD = append(satD, attack(direct, 0, *duration).throughput())
+		log("saturation round %d: gateway", i+1)
+		c0 := gw.cpu()
+		r := attack(through, 0, *duration)
+		gwSatCPU += gw.cpu() - c0
+		gwSatReqs += time.Duration(r.requests)
+		satG = append(satG, r.throughput())
+		log("saturation round %d: bare ReverseProxy", i+1)
+		satB = append(satB, attack(plain, 0, *duration).throughput())
+	}
+	sd, sg, sb := mean(satD), mean(satG), mean(satB)
+
+	log("fixed rate %d/s: direct", *rate)
+	simCPU0 := sim.cpu()
+	fixedD := attack(direct, *rate, *duration)
+	simCPUPerReq := (sim.cpu() - simCPU0) / time.Duration(max(fixedD.requests, 1))
+
+	log("fixed rate %d/s: gateway", *rate)
+	if *profile != "" {
+		go saveProfile("http://"+gw.addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *profile)
+	}
+	cpu0 := gw.cpu()
+	m0, b0 := gw.allocs()
+	fixedG := attack(through, *rate, *duration)
+	m1, b1 := gw.allocs()
+	gwCPUPerReq := (gw.cpu() - cpu0) / time.Duration(max(fixedG.requests, 1))
+	allocsPerReq := float64(m1-m0-1) / float64(max(fixedG.requests, 1)) // -1: the stats call itself is negligible
+	bytesPerReq := float64(b1-b0) / float64(max(fixedG.requests, 1))
+
+	log("fixed rate %d/s: bare ReverseProxy", *rate)
+	bareCPU0 := bare.cpu()
+	fixedB := attack(plain, *rate, *duration)
+	bareCPUPerReq := (bare.cpu() - bareCPU0) / time.Duration(max(fixedB.requests, 1))
+
+	log("streams: direct")
+	stD := streamLoad(direct, *streams)
+	log("streams: gateway")
+	stG := streamLoad(through, *streams)
+	rss, peak := gw.rss()
+
+	p := func(ds []time.Duration, q float64) time.Duration { return percentile(ds, q) }
+	fmt.Printf("## Gateway benchmark\n\n")
+	fmt.Printf("`make bench-gateway` on %d CPUs (%s), Go %s; load generator, simulator and gateway share the machine. Phases of %s.\n\n",
+		runtime.NumCPU(), cpuModel(), strings.TrimPrefix(runtime.Version(), "go"), *duration)
+	fmt.Printf("| figure | direct | through the gateway | gateway − direct | ratio |\n|---|---|---|---|---|\n")
+	fmt.Printf("| saturation throughput, non-streaming chat (%d connections) | %.0f req/s | %.0f req/s | | %.2f |\n", *workers, sd, sg, sg/sd)
+	fmt.Printf("| latency p50 at %d req/s | %s | %s | %s | |\n", *rate, us(p(fixedD.latencies, .5)), us(p(fixedG.latencies, .5)), us(p(fixedG.latencies, .5)-p(fixedD.latencies, .5)))
+	fmt.Printf("| latency p99 at %d req/s | %s | %s | %s | |\n", *rate, us(p(fixedD.latencies, .99)), us(p(fixedG.latencies, .99)), us(p(fixedG.latencies, .99)-p(fixedD.latencies, .99)))
+	fmt.Printf("| errors at %d req/s | %d of %d | %d of %d | | |\n", *rate, fixedD.errors, fixedD.requests, fixedG.errors, fixedG.requests)
+	fmt.Printf("| *reference: bare `httputil.ReverseProxy`* saturation | | %.0f req/s | | %.2f |\n", sb, sb/sd)
+	fmt.Printf("| *reference: bare `httputil.ReverseProxy`* latency p50 / p99 at %d req/s | | %s / %s | %s / %s | |\n", *rate,
+		us(p(fixedB.latencies, .5)), us(p(fixedB.latencies, .99)), us(p(fixedB.latencies, .5)-p(fixedD.latencies, .5)), us(p(fixedB.latencies, .99)-p(fixedD.latencies, .99)))
+	fmt.Printf("| stream time to first chunk p50 | %s | %s | %s | |\n", us(p(stD.ttfc, .5)), us(p(stG.ttfc, .5)), us(p(stG.ttfc, .5)-p(stD.ttfc, .5)))
+	fmt.Printf("| stream time to first chunk p99 | %s | %s | %s | |\n", us(p(stD.ttfc, .99)), us(p(stG.ttfc, .99)), us(p(stG.ttfc, .99)-p(stD.ttfc, .99)))
+	fmt.Printf("| stream inter-chunk gap p50 (upstream pauses %s) | %s | %s | %s | |\n", chunkDelay, us(p(stD.gaps, .5)), us(p(stG.gaps, .5)), us(p(stG.gaps, .5)-p(stD.gaps, .5)))
+	fmt.Printf("| stream inter-chunk gap p99 | %s | %s | %s | |\n", us(p(stD.gaps, .99)), us(p(stG.gaps, .99)), us(p(stG.gaps, .99)-p(stD.gaps, .99)))
+	fmt.Printf("| stream errors | %d of %d | %d of %d | | |\n\n", stD.errors, *streams, stG.errors, *streams)
+	fmt.Printf("| gateway process, at %d req/s | value |\n|---|---|\n", *rate)
+	fmt.Printf("| CPU time per non-streaming request | %s (bare ReverseProxy: %s; the simulator: %s) |\n", us(gwCPUPerReq), us(bareCPUPerReq), us(simCPUPerReq))
+	fmt.Printf("| CPU time per request at saturation | %s |\n", us(gwSatCPU/max(gwSatReqs, 1)))
+	fmt.Printf("| allocations per request | %.0f (%.1f KiB) |\n", allocsPerReq, bytesPerReq/1024)
+	fmt.Printf("| RSS after the run (peak) | %.1f MiB (%.1f MiB) |\n", float64(rss)/1024, float64(peak)/1024)
+	return nil
+}
+
+func mean(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+func us(d time.Duration) string {
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func saveProfile(url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
