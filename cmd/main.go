@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -34,14 +35,19 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/controllers"
+	"github.com/infergate/infergate/internal/discovery"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
 	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/snapshot"
 )
 
 // Leader election needs a Lease in the manager's namespace, and events are recorded there.
@@ -62,6 +68,7 @@ type options struct {
 	leaderElectionNamespace string
 	logLevel                string
 	logFormat               string
+	systemWorkspace         string
 }
 
 func main() {
@@ -102,6 +109,7 @@ account or ~/.kube/config, in that order.`,
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	f.StringVar(&o.systemWorkspace, "system-workspace", "system", "namespace whose Providers serve ModelEntities of every workspace")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error, or a verbosity number such as 2")
 	f.StringVar(&o.logFormat, "log-format", "json", "log encoding: "+strings.Join(logging.Formats, " or "))
 	// --kubeconfig is registered on the standard flag set by controller-runtime.
@@ -115,6 +123,9 @@ func newScheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := inferencev1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := gatewayv1beta1.Install(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -145,6 +156,9 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// The cache holds every Secret, Service and workload of the cluster that the
+		// controllers watch; managed fields are of no use to them.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -152,6 +166,14 @@ func run(ctx context.Context, o options) error {
 	if err := requireCRDs(mgr.GetRESTMapper(), cfg.Host); err != nil {
 		return err
 	}
+	grantsAvailable, err := servesKind(mgr.GetRESTMapper(), schema.GroupKind{Group: gatewayv1beta1.GroupName, Kind: "ReferenceGrant"}, gatewayv1beta1.GroupVersion.Version)
+	if err != nil {
+		return err
+	}
+	if !grantsAvailable {
+		setupLog.Info("the cluster has no Gateway API ReferenceGrant CRD: references to providers in other namespaces than the system workspace are refused")
+	}
+
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
 		Store:        store,
@@ -168,10 +190,36 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway")}); err != nil {
 		return err
 	}
+	if err := mgr.Add(&snapshot.Builder{
+		Cache:           mgr.GetCache(),
+		Store:           store,
+		SystemWorkspace: o.systemWorkspace,
+		GrantsAvailable: grantsAvailable,
+		Log:             log.WithName("routing"),
+		Registerer:      ctrlmetrics.Registry,
+	}); err != nil {
+		return err
+	}
+	events := mgr.GetEventRecorder("infergate")
+	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10 * time.Second)}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the provider controller: %w", err)
+	}
+	if err := (&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the model entity controller: %w", err)
+	}
+	if err := (&controllers.DeploymentReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: events}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the deployment controller: %w", err)
+	}
+
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("routing-table", func(*http.Request) error {
+		if !store.Loaded() {
+			return errors.New("the routing table has not been built from the cache yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 
@@ -180,6 +228,19 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("manager stopped: %w", err)
 	}
 	return nil
+}
+
+// servesKind reports whether the cluster serves a kind.
+func servesKind(mapper meta.RESTMapper, gk schema.GroupKind, version string) (bool, error) {
+	_, err := mapper.RESTMapping(gk, version)
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("discover %s: %w", gk, err)
+	}
 }
 
 // requireCRDs fails with a clear message when the cluster does not know the infergate kinds.

@@ -76,6 +76,7 @@ type Request struct {
 // Server is the simulator's http.Handler.
 type Server struct {
 	opts   Options
+	apiKey atomic.Pointer[string]
 	status atomic.Int32
 	served atomic.Int64
 	ids    atomic.Int64
@@ -98,8 +99,13 @@ func New(opts Options) *Server {
 	if opts.EmbeddingDims <= 0 {
 		opts.EmbeddingDims = 16
 	}
-	return &Server{opts: opts}
+	s := &Server{opts: opts}
+	s.apiKey.Store(&opts.APIKey)
+	return s
 }
+
+// SetAPIKey changes the key the simulator accepts ("" accepts any request).
+func (s *Server) SetAPIKey(key string) { s.apiKey.Store(&key) }
 
 // SetStatus makes every following request fail with status (0 restores normal answers).
 func (s *Server) SetStatus(status int) { s.status.Store(int32(status)) }
@@ -156,7 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if s.opts.APIKey != "" && !s.authorized(r) {
+	if key := *s.apiKey.Load(); key != "" && !authorized(r, key) {
 		writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
 		return
 	}
@@ -219,11 +225,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	if r.Header.Get("Authorization") == "Bearer "+s.opts.APIKey {
-		return true
-	}
-	return r.Header.Get("X-Api-Key") == s.opts.APIKey
+func authorized(r *http.Request, key string) bool {
+	return r.Header.Get("Authorization") == "Bearer "+key || r.Header.Get("X-Api-Key") == key
 }
 
 func (s *Server) injectedStatus(r *http.Request) int {

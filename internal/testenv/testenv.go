@@ -22,14 +22,18 @@ limitations under the License.
 package testenv
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 )
@@ -43,6 +47,9 @@ func newScheme() *runtime.Scheme {
 		panic(err)
 	}
 	if err := inferencev1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := gatewayv1beta1.Install(s); err != nil {
 		panic(err)
 	}
 	return s
@@ -94,6 +101,27 @@ func Kubectl() (string, error) {
 		return "", fmt.Errorf("no kubectl in KUBEBUILDER_ASSETS=%s: run hack/envtest-assets.sh", dir)
 	}
 	return path, nil
+}
+
+// GatewayAPICRDs returns the path of the Gateway API ReferenceGrant CRD in the module cache
+// (the sigs.k8s.io/gateway-api module that go.mod pins).
+func GatewayAPICRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return "", fmt.Errorf("locate the sigs.k8s.io/gateway-api module: %w", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		if out, err = exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/gateway-api").Output(); err != nil {
+			return "", fmt.Errorf("download the sigs.k8s.io/gateway-api module: %w", err)
+		}
+		var info struct{ Dir string }
+		if err := json.Unmarshal(out, &info); err != nil {
+			return "", err
+		}
+		dir = info.Dir
+	}
+	return filepath.Join(dir, "config", "crd", "standard", "gateway.networking.k8s.io_referencegrants.yaml"), nil
 }
 
 // Options change what Start installs.

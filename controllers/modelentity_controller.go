@@ -1,0 +1,254 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/resolution"
+)
+
+// Field indexes of ModelEntities.
+const (
+	indexEntityServedModel = "spec.servedModelName"
+	indexEntityProviderRef = "spec.providers"
+)
+
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities,verbs=get;list;watch
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch
+
+// ModelEntityReconciler resolves the providers of a ModelEntity and reports them in status.
+type ModelEntityReconciler struct {
+	client.Client
+	Recorder        recorder.EventRecorder
+	SystemWorkspace string
+	// GrantsAvailable tells whether the cluster serves Gateway API ReferenceGrants.
+	GrantsAvailable bool
+}
+
+// Reconcile resolves one entity.
+func (r *ModelEntityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var e inferencev1alpha1.ModelEntity
+	if err := r.Get(ctx, req.NamespacedName, &e); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !e.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	ix, err := r.index(ctx, &e)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	backends := ix.Resolve(&e)
+
+	next := e.Status.DeepCopy()
+	next.ObservedGeneration = e.Generation
+	next.ID = e.Namespace + "/" + e.Name
+	next.Providers = nil
+	next.ReadyProviders = 0
+	for _, b := range backends {
+		next.Providers = append(next.Providers, inferencev1alpha1.ResolvedProvider{
+			Namespace: b.Namespace, Name: b.Name, ServedModelName: b.ServedModelName, Weight: b.Weight, Ready: b.Ready,
+		})
+		if b.Ready {
+			next.ReadyProviders++
+		}
+	}
+	status, reason, message := resolution.Summary(&e, backends)
+	cond := readyCondition(status, reason, message, e.Generation)
+	transition := readyChanged(e.Status.Conditions, cond)
+	meta.SetStatusCondition(&next.Conditions, cond)
+	if !equality.Semantic.DeepEqual(&e.Status, next) {
+		patch := client.MergeFrom(e.DeepCopy())
+		e.Status = *next
+		if err := r.Status().Patch(ctx, &e, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patch status of model entity %s: %w", req, err)
+		}
+	}
+	if transition {
+		r.Recorder.Eventf(&e, nil, eventType(cond.Status), cond.Reason, "Resolve", "%s", cond.Message)
+		log.FromContext(ctx).Info("model entity readiness changed", "ready", cond.Status, "reason", cond.Reason, "readyProviders", next.ReadyProviders)
+	}
+	return ctrl.Result{}, nil
+}
+
+// index reads what resolving e needs: the providers of its namespace and of the system
+// workspace, those it names elsewhere, and the ReferenceGrants of their namespaces.
+func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.ModelEntity) (*resolution.Index, error) {
+	namespaces := []string{e.Namespace}
+	if r.SystemWorkspace != "" && r.SystemWorkspace != e.Namespace {
+		namespaces = append(namespaces, r.SystemWorkspace)
+	}
+	for _, ref := range e.Spec.Providers {
+		if ref.Namespace != "" && !slices.Contains(namespaces, ref.Namespace) {
+			namespaces = append(namespaces, ref.Namespace)
+		}
+	}
+	var providers []inferencev1alpha1.Provider
+	var grants []gatewayv1beta1.ReferenceGrant
+	for _, ns := range namespaces {
+		var list inferencev1alpha1.ProviderList
+		if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list providers in %s: %w", ns, err)
+		}
+		providers = append(providers, list.Items...)
+		if r.GrantsAvailable && ns != e.Namespace {
+			var gl gatewayv1beta1.ReferenceGrantList
+			if err := r.List(ctx, &gl, client.InNamespace(ns)); err != nil {
+				return nil, fmt.Errorf("list reference grants in %s: %w", ns, err)
+			}
+			grants = append(grants, gl.Items...)
+		}
+	}
+	return resolution.NewIndex(providers, grants, r.SystemWorkspace, r.GrantsAvailable), nil
+}
+
+// SetupWithManager registers the controller. A Provider's change reconciles the entities that
+// name it and those that may serve from it implicitly (same served model, in its namespace,
+// or anywhere for a provider of the system workspace); a ReferenceGrant's change reconciles
+// the entities of the namespaces it lets in.
+func (r *ModelEntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.ModelEntity{}, indexEntityServedModel, func(o client.Object) []string {
+		e := o.(*inferencev1alpha1.ModelEntity)
+		names := []string{e.Spec.ServedModelName}
+		for _, ref := range e.Spec.Providers {
+			if ref.ServedModelName != "" {
+				names = append(names, ref.ServedModelName)
+			}
+		}
+		return names
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.ModelEntity{}, indexEntityProviderRef, func(o client.Object) []string {
+		e := o.(*inferencev1alpha1.ModelEntity)
+		keys := make([]string, 0, len(e.Spec.Providers))
+		for _, ref := range e.Spec.Providers {
+			ns := ref.Namespace
+			if ns == "" {
+				ns = e.Namespace
+			}
+			keys = append(keys, ns+"/"+ref.Name)
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&inferencev1alpha1.ModelEntity{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&inferencev1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.entitiesOfProvider),
+			builder.WithPredicates(ProviderRoutingChanged{})).
+		Named("modelentity")
+	if r.GrantsAvailable {
+		b = b.Watches(&gatewayv1beta1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.entitiesOfGrant))
+	}
+	return b.Complete(r)
+}
+
+func (r *ModelEntityReconciler) entitiesOfProvider(ctx context.Context, o client.Object) []ctrl.Request {
+	p := o.(*inferencev1alpha1.Provider)
+	seen := map[types.NamespacedName]bool{}
+	var reqs []ctrl.Request
+	add := func(items []inferencev1alpha1.ModelEntity, filter func(*inferencev1alpha1.ModelEntity) bool) {
+		for i := range items {
+			e := &items[i]
+			key := types.NamespacedName{Namespace: e.Namespace, Name: e.Name}
+			if !seen[key] && filter(e) {
+				seen[key] = true
+				reqs = append(reqs, ctrl.Request{NamespacedName: key})
+			}
+		}
+	}
+	var named inferencev1alpha1.ModelEntityList
+	if err := r.List(ctx, &named, client.MatchingFields{indexEntityProviderRef: p.Namespace + "/" + p.Name}); err != nil {
+		log.FromContext(ctx).Error(err, "list model entities naming a provider", "provider", p.Namespace+"/"+p.Name)
+	}
+	add(named.Items, func(*inferencev1alpha1.ModelEntity) bool { return true })
+	for _, model := range p.Status.Models {
+		var serving inferencev1alpha1.ModelEntityList
+		opts := []client.ListOption{client.MatchingFields{indexEntityServedModel: model}}
+		if p.Namespace != r.SystemWorkspace {
+			opts = append(opts, client.InNamespace(p.Namespace))
+		}
+		if err := r.List(ctx, &serving, opts...); err != nil {
+			log.FromContext(ctx).Error(err, "list model entities of a model", "model", model)
+			continue
+		}
+		add(serving.Items, func(e *inferencev1alpha1.ModelEntity) bool { return len(e.Spec.Providers) == 0 })
+	}
+	return reqs
+}
+
+func (r *ModelEntityReconciler) entitiesOfGrant(ctx context.Context, o client.Object) []ctrl.Request {
+	g := o.(*gatewayv1beta1.ReferenceGrant)
+	var reqs []ctrl.Request
+	for _, from := range g.Spec.From {
+		if string(from.Group) != inferencev1alpha1.GroupVersion.Group || from.Kind != "ModelEntity" {
+			continue
+		}
+		var list inferencev1alpha1.ModelEntityList
+		if err := r.List(ctx, &list, client.InNamespace(string(from.Namespace))); err != nil {
+			log.FromContext(ctx).Error(err, "list model entities", "namespace", from.Namespace)
+			continue
+		}
+		for _, e := range list.Items {
+			reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
+		}
+	}
+	return reqs
+}
+
+// ProviderRoutingChanged passes Provider events that can change routing (see
+// resolution.RoutingChanged).
+type ProviderRoutingChanged struct{}
+
+// Update compares the parts of a Provider that routing depends on.
+func (ProviderRoutingChanged) Update(e event.UpdateEvent) bool {
+	old, okOld := e.ObjectOld.(*inferencev1alpha1.Provider)
+	nu, okNew := e.ObjectNew.(*inferencev1alpha1.Provider)
+	if !okOld || !okNew {
+		return true
+	}
+	return resolution.RoutingChanged(old, nu)
+}
+
+// Create passes.
+func (ProviderRoutingChanged) Create(event.CreateEvent) bool { return true }
+
+// Delete passes.
+func (ProviderRoutingChanged) Delete(event.DeleteEvent) bool { return true }
+
+// Generic passes.
+func (ProviderRoutingChanged) Generic(event.GenericEvent) bool { return true }

@@ -1,0 +1,234 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/discovery"
+	"github.com/infergate/infergate/internal/resolution"
+)
+
+// Field indexes of Providers.
+const (
+	indexProviderSecret  = "spec.apiKeySecretRef.name"
+	indexProviderService = "spec.service.name"
+)
+
+// Probing.
+const (
+	defaultProbeInterval = 30 * time.Second
+	// firstRetry is the wait after the first failed probe; it doubles up to the probe interval.
+	firstRetry = 2 * time.Second
+	// probeTimeout bounds one probe.
+	probeTimeout = 10 * time.Second
+	// refreshProbeTime is how long an unchanged status keeps its lastProbeTime.
+	refreshProbeTime = 5 * time.Minute
+)
+
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// ProviderReconciler resolves a Provider's URL and key, probes the upstream on an interval and
+// reports what it serves.
+type ProviderReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	Prober   *discovery.Prober
+
+	// failures counts consecutive failed probes per provider, for the retry backoff.
+	failures sync.Map // types.NamespacedName → int
+}
+
+// Reconcile probes one provider and writes its status.
+func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	var p inferencev1alpha1.Provider
+	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.failures.Delete(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	next := p.Status.DeepCopy()
+	next.ObservedGeneration = p.Generation
+	next.URL = resolution.ProviderURL(&p)
+	result, err := r.probe(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cond := readyCondition(metav1.ConditionFalse, result.Reason, result.Message, p.Generation)
+	if result.Ready {
+		cond.Status = metav1.ConditionTrue
+		next.Models = result.Models
+	} else if result.Reason != inferencev1alpha1.ReasonUnreachable {
+		// Unreachable may be a blip: keep the models last seen. Anything else is a
+		// configuration problem: what the provider served no longer counts.
+		next.Models = nil
+	}
+	transition := readyChanged(p.Status.Conditions, cond)
+	meta.SetStatusCondition(&next.Conditions, cond)
+
+	now := metav1.Now()
+	changed := !equality.Semantic.DeepEqual(&p.Status, next)
+	if changed || p.Status.LastProbeTime == nil || now.Sub(p.Status.LastProbeTime.Time) > refreshProbeTime {
+		next.LastProbeTime = &now
+		patch := client.MergeFrom(p.DeepCopy())
+		p.Status = *next
+		if err := r.Status().Patch(ctx, &p, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patch status of provider %s: %w", req, err)
+		}
+	}
+	if transition {
+		r.Recorder.Eventf(&p, nil, eventType(cond.Status), cond.Reason, "Probe", "%s", cond.Message)
+		logger.Info("provider readiness changed", "ready", cond.Status, "reason", cond.Reason, "models", len(next.Models))
+	}
+	return ctrl.Result{RequeueAfter: r.nextProbe(&p, req.NamespacedName, result.Ready)}, nil
+}
+
+// probe resolves the Service and the key, then probes the upstream. Missing objects are
+// results, not errors: they are reported in the condition.
+func (r *ProviderReconciler) probe(ctx context.Context, p *inferencev1alpha1.Provider) (discovery.Result, error) {
+	if s := p.Spec.Service; s != nil {
+		var svc corev1.Service
+		err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: s.Name}, &svc)
+		switch {
+		case apierrors.IsNotFound(err):
+			return discovery.Result{Reason: inferencev1alpha1.ReasonServiceNotFound,
+				Message: fmt.Sprintf("Service %s/%s does not exist", p.Namespace, s.Name)}, nil
+		case err != nil:
+			return discovery.Result{}, err
+		}
+		if !slices.ContainsFunc(svc.Spec.Ports, func(port corev1.ServicePort) bool { return port.Port == s.Port }) {
+			return discovery.Result{Reason: inferencev1alpha1.ReasonServiceNotFound,
+				Message: fmt.Sprintf("Service %s/%s has no port %d", p.Namespace, s.Name, s.Port)}, nil
+		}
+	}
+	req := discovery.Request{
+		BaseURL:       resolution.ProviderURL(p),
+		HealthPath:    p.Spec.HealthPath,
+		StaticModels:  p.Spec.ServedModels,
+		EnabledModels: p.Spec.EnabledModels,
+	}
+	if ref := p.Spec.APIKeySecretRef; ref != nil {
+		key, found, err := resolution.ReadKey(ctx, r.Client, p.Namespace, ref)
+		if err != nil {
+			return discovery.Result{}, err
+		}
+		if !found {
+			return discovery.Result{Reason: inferencev1alpha1.ReasonSecretNotFound,
+				Message: fmt.Sprintf("Secret %s/%s with key %q does not exist: create it with kubectl create secret generic %s --from-literal=%s=<api key>", p.Namespace, ref.Name, ref.Key, ref.Name, ref.Key)}, nil
+		}
+		req.AuthHeader, req.AuthValue = resolution.AuthHeader(p, key)
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	return r.Prober.Probe(ctx, req), nil
+}
+
+// nextProbe is the probe interval with jitter when the upstream is fine, and a doubling
+// backoff from two seconds up to the interval while it fails.
+func (r *ProviderReconciler) nextProbe(p *inferencev1alpha1.Provider, key types.NamespacedName, ok bool) time.Duration {
+	interval := defaultProbeInterval
+	if p.Spec.ProbeInterval != nil && p.Spec.ProbeInterval.Duration > 0 {
+		interval = p.Spec.ProbeInterval.Duration
+	}
+	if ok {
+		r.failures.Delete(key)
+		return jitter(interval)
+	}
+	n := 1
+	if v, found := r.failures.Load(key); found {
+		n = v.(int) + 1
+	}
+	r.failures.Store(key, n)
+	d := firstRetry
+	for i := 1; i < n && d < interval; i++ {
+		d *= 2
+	}
+	return jitter(min(d, interval))
+}
+
+// SetupWithManager registers the controller: Providers, and the Secrets and Services they
+// reference, found through field indexes.
+func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.Provider{}, indexProviderSecret, func(o client.Object) []string {
+		if ref := o.(*inferencev1alpha1.Provider).Spec.APIKeySecretRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.Provider{}, indexProviderService, func(o client.Object) []string {
+		if s := o.(*inferencev1alpha1.Provider).Spec.Service; s != nil {
+			return []string{s.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&inferencev1alpha1.Provider{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersUsing(indexProviderSecret))).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.providersUsing(indexProviderService))).
+		Named("provider").
+		Complete(r)
+}
+
+// providersUsing maps a Secret or a Service to the Providers of its namespace that name it.
+func (r *ProviderReconciler) providersUsing(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []ctrl.Request {
+		var list inferencev1alpha1.ProviderList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "list providers", "index", index, "object", o.GetName())
+			return nil
+		}
+		reqs := make([]ctrl.Request, 0, len(list.Items))
+		for _, p := range list.Items {
+			reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
+		}
+		return reqs
+	}
+}

@@ -1,0 +1,250 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package e2e runs the real manager binary against a real API server (envtest), configures it
+// with kubectl like a platform engineer would, and talks to its gateway with the OpenAI Go SDK.
+//
+// envtest runs kube-apiserver and etcd only: there is no kubelet, no scheduler and no
+// kube-controller-manager. Pods never run, so the test plays the part of the apps/v1
+// Deployment controller where a Deployment must become available, and garbage collection does
+// not happen by itself.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/infergate/infergate/internal/simulator"
+	"github.com/infergate/infergate/internal/testenv"
+)
+
+// cluster is an API server, a kubeconfig for it and the manager binary running against it.
+type cluster struct {
+	t          *testing.T
+	env        *envtest.Environment
+	k8s        client.Client
+	kubectl    string
+	kubeconfig string
+	dir        string
+	gateway    string // base URL of the gateway
+	manager    *exec.Cmd
+	logs       *bytes.Buffer
+	exited     chan error
+}
+
+func startCluster(t *testing.T, managerArgs ...string) *cluster {
+	t.Helper()
+	grants, err := testenv.GatewayAPICRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: []string{grants}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, env: env, dir: t.TempDir(), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
+	t.Cleanup(func() { _ = env.Stop() })
+	if c.k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme}); err != nil {
+		t.Fatal(err)
+	}
+	if c.kubectl, err = testenv.Kubectl(); err != nil {
+		t.Fatal(err)
+	}
+	if c.kubeconfig, err = testenv.WriteKubeconfig(env, c.dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"system", "team", "infergate-system"} {
+		if err := c.k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	bin := filepath.Join(c.dir, "manager")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd: %v\n%s", err, out)
+	}
+	gw, probe := freeAddr(t), freeAddr(t)
+	c.gateway = "http://" + gw
+	args := append([]string{"--kubeconfig", c.kubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
+		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug"}, managerArgs...)
+	c.manager = exec.Command(bin, args...)
+	c.manager.Stdout, c.manager.Stderr = c.logs, c.logs
+	if err := c.manager.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.exited <- c.manager.Wait() }()
+	t.Cleanup(func() {
+		_ = c.manager.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(40 * time.Second):
+			_ = c.manager.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("manager logs:\n%s", c.logs.String())
+		}
+	})
+	c.eventually(60*time.Second, func() error {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %s", resp.Status)
+		}
+		return nil
+	})
+	return c
+}
+
+// run runs kubectl against the cluster and returns its output.
+func (c *cluster) run(args ...string) string {
+	c.t.Helper()
+	out, err := exec.Command(c.kubectl, append([]string{"--kubeconfig", c.kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// apply writes manifest to a file and runs kubectl apply -f on it.
+func (c *cluster) apply(manifest string) {
+	c.t.Helper()
+	f, err := os.CreateTemp(c.dir, "*.yaml")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := f.WriteString(manifest); err != nil {
+		c.t.Fatal(err)
+	}
+	f.Close()
+	c.run("apply", "-f", f.Name())
+}
+
+func (c *cluster) eventually(timeout time.Duration, check func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("gave up after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// openai returns an SDK client for a workspace's OpenAI route.
+func (c *cluster) openai(ws string) *openai.Client {
+	cl := openai.NewClient(option.WithBaseURL(c.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/"),
+		option.WithAPIKey("client-key"), option.WithMaxRetries(0))
+	return &cl
+}
+
+// status returns the HTTP status of a chat request for model through the gateway.
+func (c *cluster) status(ws, model string) int {
+	c.t.Helper()
+	resp, err := http.Post(c.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/chat/completions",
+		"application/json", strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// killAPIServer kills kube-apiserver with SIGKILL, as a crash or a partition would take it
+// away: no graceful shutdown, connections simply stop.
+func (c *cluster) killAPIServer() {
+	c.t.Helper()
+	port := c.env.ControlPlane.APIServer.SecureServing.Port
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, "--secure-port="+port) {
+			pid, _ := strconv.Atoi(e.Name())
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				c.t.Fatal(err)
+			}
+			return
+		}
+	}
+	c.t.Fatalf("no kube-apiserver process with --secure-port=%s", port)
+}
+
+type upstream struct {
+	sim *simulator.Server
+	srv *httptest.Server
+}
+
+func newUpstream(t *testing.T, name, key string, models ...string) *upstream {
+	sim := simulator.New(simulator.Options{Name: name, Models: models, APIKey: key, Record: true, Chunks: 4})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return &upstream{sim: sim, srv: srv}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
