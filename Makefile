@@ -73,6 +73,10 @@ simulator: ## Run the OpenAI-compatible simulator on 127.0.0.1:9000.
 bench: ## Run the Go benchmarks (gateway vs direct in-process, routing, JSON scanning).
 	go test -run '^$$' -bench . -benchmem ./internal/...
 
+.PHONY: bench-routing
+bench-routing: envtest-assets ## Measure route programming latency and a 2,000-entity cluster against envtest (about 2 minutes).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchrouting
+
 .PHONY: bench-gateway
 bench-gateway: ## Measure the gateway against direct calls with separate processes and vegeta (about 2 minutes).
 	go run ./hack/benchgateway

@@ -162,7 +162,10 @@ func (ix *Index) Resolve(e *inferencev1alpha1.ModelEntity) []Backend {
 			}
 		}
 		slices.SortFunc(out, func(a, b Backend) int {
-			return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+			if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Name, b.Name)
 		})
 		return out
 	}

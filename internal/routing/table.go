@@ -268,11 +268,22 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		json []byte
 	}
 	perWorkspace := map[string][]listed{}
+	// Served names repeat across entities: quote each once.
+	quoted := map[string][]byte{}
+	quote := func(s string) []byte {
+		q, ok := quoted[s]
+		if !ok {
+			q = jsonfield.AppendString(nil, s)
+			quoted[s] = q
+		}
+		return q
+	}
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
 		e := &Entity{Key: key, ID: key.String()}
 		e.IDJSON = jsonfield.AppendString(nil, e.ID)
+		e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
 		for _, b := range es.Backends {
 			p, ok := t.providers[Key{b.Workspace, b.Name}]
 			if !ok {
@@ -289,7 +300,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 			e.Backends = append(e.Backends, Backend{
 				Provider:        p,
 				ServedModel:     b.ServedModel,
-				ServedModelJSON: jsonfield.AppendString(nil, b.ServedModel),
+				ServedModelJSON: quote(b.ServedModel),
 				Weight:          max(b.Weight, 1),
 			})
 		}

@@ -299,3 +299,27 @@ func BenchmarkPick(b *testing.B) {
 		e.Pick(now, 0)
 	}
 }
+
+// A cluster of 2,000 entities in 50 workspaces, each served by the 10 providers of its
+// workspace.
+func BenchmarkNewTable(b *testing.B) {
+	var spec Spec
+	for w := 0; w < 50; w++ {
+		ws := "ws" + string(rune('a'+w%26)) + string(rune('a'+w/26))
+		var backends []BackendSpec
+		for p := 0; p < 10; p++ {
+			name := "p" + string(rune('a'+p))
+			spec.Providers = append(spec.Providers, ProviderSpec{Workspace: ws, Name: name, BaseURL: "http://" + name + "." + ws + ".svc:8000", Ready: true,
+				AuthHeader: "Authorization", AuthValue: "Bearer k"})
+			backends = append(backends, BackendSpec{Workspace: ws, Name: name, ServedModel: "meta/llama", Weight: 1})
+		}
+		for e := 0; e < 40; e++ {
+			spec.Entities = append(spec.Entities, EntitySpec{Workspace: ws, Name: "e" + string(rune('a'+e%26)) + string(rune('a'+e/26)), Created: time.Now(), Backends: backends})
+		}
+	}
+	b.ReportAllocs()
+	var prev *Table
+	for b.Loop() {
+		prev, _ = New(spec, prev)
+	}
+}

@@ -220,17 +220,19 @@ func (b *Builder) registerMetrics() error {
 // Build reads the objects from r and returns the routing spec, and the Secrets it read keys
 // from (so that their changes trigger a rebuild).
 func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsAvailable bool) (routing.Spec, map[client.ObjectKey]bool, error) {
+	// The builder only reads: no need for the cache to copy every object.
+	noCopy := client.UnsafeDisableDeepCopy
 	var entities inferencev1alpha1.ModelEntityList
-	if err := r.List(ctx, &entities); err != nil {
+	if err := r.List(ctx, &entities, noCopy); err != nil {
 		return routing.Spec{}, nil, fmt.Errorf("list model entities: %w", err)
 	}
 	var providers inferencev1alpha1.ProviderList
-	if err := r.List(ctx, &providers); err != nil {
+	if err := r.List(ctx, &providers, noCopy); err != nil {
 		return routing.Spec{}, nil, fmt.Errorf("list providers: %w", err)
 	}
 	var grants gatewayv1beta1.ReferenceGrantList
 	if grantsAvailable {
-		if err := r.List(ctx, &grants); err != nil {
+		if err := r.List(ctx, &grants, noCopy); err != nil {
 			return routing.Spec{}, nil, fmt.Errorf("list reference grants: %w", err)
 		}
 	}
