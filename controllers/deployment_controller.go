@@ -56,14 +56,15 @@ const (
 	portName              = "http"
 )
 
-// +kubebuilder:rbac:groups=inference.infergate.dev,resources=deployments,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=inference.infergate.dev,resources=deployments/status,verbs=get;update;patch
+// Objects are applied server-side (patch) and created when new; nothing is updated wholesale.
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=deployments,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=deployments/status,verbs=patch
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=deployments/finalizers,verbs=update
-// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers,verbs=create;update;patch;delete
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers,verbs=create;patch;delete
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities,verbs=create;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=create;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;patch;delete
 
 // DeploymentReconciler runs a model server for each Deployment: an apps/v1 Deployment, a
 // Service and optionally a PersistentVolumeClaim; once the server is available it creates the
@@ -81,10 +82,11 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !d.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, &d)
+		return r.finalize(ctx, &d)
 	}
 	if !controllerutil.ContainsFinalizer(&d, finalizer) {
-		patch := client.MergeFrom(d.DeepCopy())
+		// Guarded by resourceVersion: the patch carries the whole list of finalizers.
+		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(&d, finalizer)
 		if err := r.Patch(ctx, &d, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
@@ -107,10 +109,14 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	transition := readyChanged(d.Status.Conditions, cond)
 	meta.SetStatusCondition(&next.Conditions, cond)
 	if !equality.Semantic.DeepEqual(&d.Status, next) {
-		patch := client.MergeFrom(d.DeepCopy())
+		before := d.DeepCopy()
 		d.Status = *next
-		if err := r.Status().Patch(ctx, &d, patch); err != nil {
+		stale, err := patchStatus(ctx, r.Client, &d, before)
+		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("patch status of deployment %s: %w", req, err)
+		}
+		if stale {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
 		}
 	}
 	if transition {
@@ -422,16 +428,20 @@ func (r *DeploymentReconciler) reconcileProvider(ctx context.Context, d *inferen
 }
 
 // finalize records the Deleting phase, deletes what the Deployment created and lets it go.
-func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha1.Deployment) error {
+func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha1.Deployment) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(d, finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if d.Status.Phase != inferencev1alpha1.PhaseDeleting {
-		patch := client.MergeFrom(d.DeepCopy())
+		before := d.DeepCopy()
 		r.setPhase(d, &d.Status, inferencev1alpha1.PhaseDeleting, "deleting the model server, its Provider and its ModelEntity")
 		meta.SetStatusCondition(&d.Status.Conditions, readyCondition(metav1.ConditionFalse, inferencev1alpha1.ReasonProgressing, "deleting", d.Generation))
-		if err := r.Status().Patch(ctx, d, patch); err != nil {
-			return fmt.Errorf("record the Deleting phase: %w", err)
+		stale, err := patchStatus(ctx, r.Client, d, before)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("record the Deleting phase: %w", err)
+		}
+		if stale {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
 		}
 	}
 	owned := []struct {
@@ -464,11 +474,11 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
-	patch := client.MergeFrom(d.DeepCopy())
+	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(d, finalizer)
-	return r.Patch(ctx, d, patch)
+	return ctrl.Result{}, r.Patch(ctx, d, patch)
 }
 
 // SetupWithManager registers the controller; the objects it owns bring their owner back.

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
@@ -48,19 +49,23 @@ func modelServer(ns, name string, engine inferencev1alpha1.Engine, served string
 // cluster would. envtest runs no kube-controller-manager and no kubelet, so nothing else does.
 func markWorkload(t *testing.T, ns, name string, available bool, conds ...appsv1.DeploymentCondition) {
 	t.Helper()
-	var w appsv1.Deployment
-	if err := k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: name}, &w); err != nil {
-		t.Fatal(err)
-	}
-	w.Status.ObservedGeneration = w.Generation
-	w.Status.Replicas = 1
-	w.Status.Conditions = conds
-	if available {
-		w.Status.ReadyReplicas, w.Status.AvailableReplicas, w.Status.UpdatedReplicas = 1, 1, 1
-		w.Status.Conditions = append(w.Status.Conditions, appsv1.DeploymentCondition{
-			Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastTransitionTime: metav1.Now()})
-	}
-	if err := k8s.Status().Update(ctx(), &w); err != nil {
+	// The controller may apply the workload between our read and write: retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var w appsv1.Deployment
+		if err := k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: name}, &w); err != nil {
+			return err
+		}
+		w.Status.ObservedGeneration = w.Generation
+		w.Status.Replicas = 1
+		w.Status.Conditions = slices.Clone(conds)
+		if available {
+			w.Status.ReadyReplicas, w.Status.AvailableReplicas, w.Status.UpdatedReplicas = 1, 1, 1
+			w.Status.Conditions = append(w.Status.Conditions, appsv1.DeploymentCondition{
+				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastTransitionTime: metav1.Now()})
+		}
+		return k8s.Status().Update(ctx(), &w)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

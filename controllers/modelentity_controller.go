@@ -45,7 +45,7 @@ const (
 )
 
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities,verbs=get;list;watch
-// +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities/status,verbs=patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch
 
 // ModelEntityReconciler resolves the providers of a ModelEntity and reports them in status.
@@ -90,10 +90,14 @@ func (r *ModelEntityReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	transition := readyChanged(e.Status.Conditions, cond)
 	meta.SetStatusCondition(&next.Conditions, cond)
 	if !equality.Semantic.DeepEqual(&e.Status, next) {
-		patch := client.MergeFrom(e.DeepCopy())
+		before := e.DeepCopy()
 		e.Status = *next
-		if err := r.Status().Patch(ctx, &e, patch); err != nil {
+		stale, err := patchStatus(ctx, r.Client, &e, before)
+		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("patch status of model entity %s: %w", req, err)
+		}
+		if stale {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
 		}
 	}
 	if transition {

@@ -60,7 +60,7 @@ const (
 )
 
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -113,10 +113,14 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	changed := !equality.Semantic.DeepEqual(&p.Status, next)
 	if changed || p.Status.LastProbeTime == nil || now.Sub(p.Status.LastProbeTime.Time) > refreshProbeTime {
 		next.LastProbeTime = &now
-		patch := client.MergeFrom(p.DeepCopy())
+		before := p.DeepCopy()
 		p.Status = *next
-		if err := r.Status().Patch(ctx, &p, patch); err != nil {
+		stale, err := patchStatus(ctx, r.Client, &p, before)
+		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("patch status of provider %s: %w", req, err)
+		}
+		if stale {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
 		}
 	}
 	if transition {

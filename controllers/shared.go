@@ -20,12 +20,15 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 )
@@ -38,6 +41,22 @@ const (
 	LabelManagedBy  = "app.kubernetes.io/managed-by"
 	LabelDeployment = "inference.infergate.dev/deployment"
 )
+
+// staleRetry is how soon an object whose status write met a newer version is reconciled again.
+// The newer version is already on its way to the cache and queues the object too.
+const staleRetry = 100 * time.Millisecond
+
+// patchStatus writes obj's status as a merge patch from before, only if obj is still the version
+// that was read. Status is computed from the status last read (phase history, transition
+// times, models kept through a blip): written over a newer version, it would undo that
+// version's changes. It reports stale when the write was refused for that reason.
+func patchStatus(ctx context.Context, c client.Client, obj, before client.Object) (stale bool, err error) {
+	err = c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		return true, nil
+	}
+	return false, err
+}
 
 // readyCondition returns the Ready condition of an object of the given generation.
 func readyCondition(status metav1.ConditionStatus, reason inferencev1alpha1.ConditionReason, message string, generation int64) metav1.Condition {
