@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,10 +60,34 @@ type cluster struct {
 	kubectl    string
 	kubeconfig string
 	dir        string
-	gateway    string // base URL of the gateway
-	manager    *exec.Cmd
-	logs       *bytes.Buffer
-	exited     chan error
+	bin        string // the manager binary
+	*manager          // the first manager started
+}
+
+// manager is one manager process.
+type manager struct {
+	gateway string // base URL of its gateway
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	exited  chan error
+}
+
+// syncBuffer is a bytes.Buffer that a process writes to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startCluster(t *testing.T, managerArgs ...string) *cluster {
@@ -75,7 +100,7 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, env: env, dir: t.TempDir(), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
+	c := &cluster{t: t, env: env, dir: t.TempDir()}
 	t.Cleanup(func() { _ = env.Stop() })
 	if c.k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme}); err != nil {
 		t.Fatal(err)
@@ -92,35 +117,43 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 		}
 	}
 
-	bin := filepath.Join(c.dir, "manager")
+	c.bin = filepath.Join(c.dir, "manager")
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build := exec.Command("go", "build", "-o", c.bin, "./cmd")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd: %v\n%s", err, out)
 	}
+	c.manager = c.startManager(managerArgs...)
+	return c
+}
+
+// startManager runs one more manager process against the cluster and waits until it is ready.
+func (c *cluster) startManager(args ...string) *manager {
+	t := c.t
+	t.Helper()
 	gw, probe := freeAddr(t), freeAddr(t)
-	c.gateway = "http://" + gw
-	args := append([]string{"--kubeconfig", c.kubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
-		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug"}, managerArgs...)
-	c.manager = exec.Command(bin, args...)
-	c.manager.Stdout, c.manager.Stderr = c.logs, c.logs
-	if err := c.manager.Start(); err != nil {
+	m := &manager{gateway: "http://" + gw, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	args = append([]string{"--kubeconfig", c.kubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
+		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug"}, args...)
+	m.cmd = exec.Command(c.bin, args...)
+	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
+	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { c.exited <- c.manager.Wait() }()
+	go func() { m.exited <- m.cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = c.manager.Process.Signal(syscall.SIGTERM)
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-c.exited:
+		case <-m.exited:
 		case <-time.After(40 * time.Second):
-			_ = c.manager.Process.Kill()
+			_ = m.cmd.Process.Kill()
 		}
 		if t.Failed() {
-			t.Logf("manager logs:\n%s", c.logs.String())
+			t.Logf("manager logs:\n%s", m.logs.String())
 		}
 	})
 	c.eventually(60*time.Second, func() error {
@@ -134,7 +167,7 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 		}
 		return nil
 	})
-	return c
+	return m
 }
 
 // run runs kubectl against the cluster and returns its output.
@@ -183,10 +216,16 @@ func (c *cluster) openai(ws string) *openai.Client {
 	return &cl
 }
 
-// status returns the HTTP status of a chat request for model through the gateway.
+// status returns the HTTP status of a chat request for model through the first manager's gateway.
 func (c *cluster) status(ws, model string) int {
 	c.t.Helper()
-	resp, err := http.Post(c.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/chat/completions",
+	return c.statusVia(c.manager, ws, model)
+}
+
+// statusVia returns the HTTP status of a chat request for model through m's gateway.
+func (c *cluster) statusVia(m *manager, ws, model string) int {
+	c.t.Helper()
+	resp, err := http.Post(m.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/chat/completions",
 		"application/json", strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
 	if err != nil {
 		c.t.Fatal(err)

@@ -1,0 +1,89 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Two replicas with leader election: the follower builds its own routing table and serves
+// the same routes; when the leader dies, the follower keeps serving, takes the lease and runs
+// the controllers, so new objects become routable through it.
+func TestFollowerServesAndTakesOver(t *testing.T) {
+	election := []string{"--leader-elect", "--leader-election-namespace", "infergate-system"}
+	c := startCluster(t, election...)
+	follower := c.startManager(election...)
+	up := newUpstream(t, "sim", "", served)
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim, namespace: team}
+spec: {url: ` + up.srv.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: before, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	for _, m := range []*manager{c.manager, follower} {
+		c.eventually(20*time.Second, func() error {
+			if s := c.statusVia(m, "team", "before"); s != 200 {
+				return fmt.Errorf("status %d through %s", s, m.gateway)
+			}
+			return nil
+		})
+	}
+
+	// The first manager holds the lease: it started first, into an empty cluster.
+	c.eventually(20*time.Second, func() error {
+		if !strings.Contains(c.manager.logs.String(), "Successfully acquired lease") {
+			return fmt.Errorf("the first manager has not acquired the lease")
+		}
+		return nil
+	})
+	if strings.Contains(follower.logs.String(), "Successfully acquired lease") {
+		t.Fatal("the follower holds the lease too")
+	}
+	if err := c.manager.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.statusVia(follower, "team", "before"); s != 200 {
+		t.Fatalf("the follower answered %d right after the leader died", s)
+	}
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: after, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	// The follower serves a new entity at once (its table follows the cache) ...
+	c.eventually(10*time.Second, func() error {
+		if s := c.statusVia(follower, "team", "after"); s != 200 {
+			return fmt.Errorf("status %d", s)
+		}
+		return nil
+	})
+	// ... and, once the dead leader's lease expires, its controllers write status.
+	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/after", "--timeout=60s")
+	if s := c.statusVia(follower, "team", "before"); s != 200 {
+		t.Fatalf("status %d after the takeover", s)
+	}
+}
