@@ -14,6 +14,10 @@ ENVTEST_ASSETS = $(shell hack/envtest-assets.sh)
 
 GO_TEST_FLAGS ?= -race -count=1
 
+# The manager image that docker-build builds and deploy runs.
+IMG ?= ghcr.io/infergate/infergate:0.1.0
+CONTAINER_TOOL ?= docker
+
 .PHONY: all
 all: build
 
@@ -22,6 +26,13 @@ all: build
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Getting started
+
+.PHONY: quickstart
+quickstart: ## Run infergate locally with no cluster: API server, simulator, manager, samples. Ctrl-C stops it.
+	go build -o $(LOCALBIN)/quickstart ./hack/quickstart
+	$(LOCALBIN)/quickstart $(QUICKSTART_FLAGS)
 
 ##@ Development
 
@@ -62,6 +73,14 @@ test: manifests generate vet envtest-assets ## Run unit and envtest suites again
 build: ## Build the manager and the simulator into ./bin.
 	go build -o $(LOCALBIN)/manager ./cmd
 	go build -o $(LOCALBIN)/simulator ./cmd/simulator
+
+.PHONY: docker-build
+docker-build: ## Build the manager image $(IMG) (needs a container engine).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image $(IMG).
+	$(CONTAINER_TOOL) push $(IMG)
 
 .PHONY: simulator
 simulator: ## Run the OpenAI-compatible simulator on 127.0.0.1:9000.

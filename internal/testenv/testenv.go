@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime's envtest) with the
-// infergate CRDs installed. It is for tests only.
+// infergate CRDs installed. It serves the tests and the local quickstart; it is never part of
+// the manager.
 //
 // The binaries come from KUBEBUILDER_ASSETS, which `make test` sets to the directory that
 // hack/envtest-assets.sh builds (kube-apiserver, etcd and kubectl).
@@ -130,6 +131,10 @@ type Options struct {
 	ExtraCRDPaths []string
 	// WithoutCRDs starts a bare API server, without the infergate CRDs.
 	WithoutCRDs bool
+	// Dir, when set, holds etcd's data and the API server's certificates (in "etcd" and
+	// "apiserver"), so that a caller can find and remove them; by default they go to
+	// temporary directories that env.Stop() removes.
+	Dir string
 }
 
 // Start starts an API server with the infergate CRDs installed and returns the running
@@ -148,6 +153,15 @@ func Start(opts Options) (*envtest.Environment, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme,
 		CRDInstallOptions:     envtest.CRDInstallOptions{Scheme: Scheme},
+	}
+	if opts.Dir != "" {
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(opts.Dir, "etcd")}
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(opts.Dir, "apiserver")}
+		for _, d := range []string{env.ControlPlane.Etcd.DataDir, env.ControlPlane.APIServer.CertDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if !opts.WithoutCRDs {
 		env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, filepath.Join(root, "config", "crd", "bases"))

@@ -1,0 +1,357 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command quickstart runs infergate on this machine with no cluster: a local kube-apiserver and
+// etcd (the envtest binaries of hack/envtest-assets.sh) with the CRDs installed, the simulator as
+// an OpenAI-compatible upstream, and the manager with its gateway on localhost. It applies a
+// Provider for the simulator and the sample ModelEntity, waits until the entity is Ready, prints
+// what to paste, and runs until Ctrl-C, which stops every process it started.
+//
+//	make quickstart
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/infergate/infergate/internal/testenv"
+)
+
+const (
+	workspace   = "default"
+	entity      = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
+	servedModel = "meta/llama-3.1-8b-instruct"
+	// ReadyLine is printed once everything is up; scripts and the test wait for it.
+	readyLine = "infergate quickstart is ready"
+)
+
+var (
+	gatewayAddr   = flag.String("gateway-address", "127.0.0.1:8000", "address of the gateway")
+	simulatorAddr = flag.String("simulator-address", "127.0.0.1:9000", "address of the simulator (the upstream)")
+	probeAddr     = flag.String("probe-address", "127.0.0.1:8081", "address of the manager's /healthz and /readyz")
+	metricsAddr   = flag.String("metrics-address", "127.0.0.1:8080", "address of the manager's /metrics")
+	stateDir      = flag.String("dir", "", "directory for binaries, kubeconfig, etcd data and logs (default: a new temporary directory, removed at exit)")
+)
+
+func main() {
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+// step prints what is happening now.
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+func run(ctx context.Context) (err error) {
+	for _, a := range []string{*gatewayAddr, *simulatorAddr, *probeAddr, *metricsAddr} {
+		if err := free(a); err != nil {
+			return err
+		}
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := *stateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "infergate-quickstart-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		step("building kube-apiserver, etcd and kubectl (first time about 7-10 minutes; later runs reuse them)")
+		script := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"))
+		script.Stderr = os.Stderr
+		out, err := script.Output()
+		if err != nil {
+			return fmt.Errorf("hack/envtest-assets.sh: %w", err)
+		}
+		assets = strings.TrimSpace(string(out))
+		os.Setenv("KUBEBUILDER_ASSETS", assets)
+	}
+
+	bin := filepath.Join(dir, "bin")
+	step("building the manager and the simulator")
+	for name, pkg := range map[string]string{"manager": "./cmd", "simulator": "./cmd/simulator"} {
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, name), pkg)
+		build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go build %s: %w", pkg, err)
+		}
+	}
+
+	step("starting kube-apiserver and etcd")
+	grants, err := testenv.GatewayAPICRDs()
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: []string{grants}, Dir: filepath.Join(dir, "control-plane")})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping kube-apiserver and etcd")
+		if serr := env.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stop the control plane: %w", serr)
+		}
+	}()
+	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
+	if err != nil {
+		return err
+	}
+	kubectl := filepath.Join(assets, "kubectl")
+	k := func(stdin string, args ...string) error {
+		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+
+	key, err := randomKey()
+	if err != nil {
+		return err
+	}
+	step("starting the simulator on http://%s", *simulatorAddr)
+	sim, err := start(filepath.Join(dir, "simulator.log"), []string{"SIMULATOR_API_KEY=" + key},
+		filepath.Join(bin, "simulator"), "--listen", *simulatorAddr, "--models", servedModel, "--chunk-delay", "50ms")
+	if err != nil {
+		return err
+	}
+	defer sim.stop("simulator")
+
+	step("starting the manager (logs: %s)", filepath.Join(dir, "manager.log"))
+	mgr, err := start(filepath.Join(dir, "manager.log"), nil, filepath.Join(bin, "manager"),
+		"--kubeconfig", kubeconfig, "--gateway-bind-address", *gatewayAddr,
+		"--health-probe-bind-address", *probeAddr, "--metrics-bind-address", *metricsAddr,
+		"--log-format", "console")
+	if err != nil {
+		return err
+	}
+	defer mgr.stop("manager")
+	if err := waitFor(ctx, 60*time.Second, mgr, func() error {
+		resp, err := http.Get("http://" + *probeAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("the manager did not become ready (see %s): %w", filepath.Join(dir, "manager.log"), err)
+	}
+
+	step("applying a Provider for the simulator and the sample ModelEntity")
+	if err := k("", "create", "namespace", "system"); err != nil {
+		return err
+	}
+	if err := k("", "create", "secret", "generic", "simulator-api-key", "-n", workspace, "--from-literal=api-key="+key); err != nil {
+		return err
+	}
+	provider := fmt.Sprintf(`apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata:
+  name: simulator
+  namespace: %s
+spec:
+  url: http://%s
+  apiKeySecretRef:
+    name: simulator-api-key
+    key: api-key
+`, workspace, *simulatorAddr)
+	if err := k(provider, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if err := k("", "apply", "-n", workspace, "-f", filepath.Join(root, "config", "samples", "inference_v1alpha1_modelentity.yaml")); err != nil {
+		return err
+	}
+	step("waiting until ModelEntity %s is Ready", entity)
+	if err := k("", "wait", "-n", workspace, "--for=condition=Ready", "provider/simulator", "modelentity/"+entity, "--timeout=60s"); err != nil {
+		return err
+	}
+
+	printUsage(os.Stdout, dir, kubeconfig, assets)
+	fmt.Println(readyLine)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(os.Stderr)
+		step("stopping")
+		return nil
+	case <-mgr.exited:
+		return fmt.Errorf("the manager exited (see %s)", filepath.Join(dir, "manager.log"))
+	case <-sim.exited:
+		return fmt.Errorf("the simulator exited (see %s)", filepath.Join(dir, "simulator.log"))
+	}
+}
+
+func printUsage(w io.Writer, dir, kubeconfig, assets string) {
+	base := "http://" + *gatewayAddr + "/apis/inference-gateway/v2/workspaces/" + workspace
+	openaiBase := base + "/openai/-/v1"
+	model := workspace + "/" + entity
+	chat := `{"model":"` + model + `","messages":[{"role":"user","content":"Hello!"}]}`
+	stream := `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"Hello!"}]}`
+	direct := `{"model":"` + servedModel + `","messages":[{"role":"user","content":"Hello!"}]}`
+	fmt.Fprintf(w, `
+infergate is running. Ctrl-C stops everything.
+
+  gateway     http://%[1]s
+  simulator   http://%[2]s  (the upstream of Provider default/simulator, serving %[3]s)
+  logs        %[4]s/manager.log, %[4]s/simulator.log
+
+Look at the cluster:
+
+  export KUBECONFIG=%[5]s PATH=%[6]s:$PATH
+  kubectl get inference
+  kubectl describe modelentity %[7]s
+
+Chat, then stream, through the OpenAI-compatible route:
+
+  curl -s %[8]s/chat/completions -H 'Content-Type: application/json' -d '%[9]s'
+  curl -sN %[8]s/chat/completions -H 'Content-Type: application/json' -d '%[10]s'
+
+List the models of the workspace:
+
+  curl -s %[8]s/models
+
+The model route (one entity; the body's model is rewritten) and the provider route (one upstream):
+
+  curl -s %[11]s/model/%[12]s/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[9]s'
+  curl -s %[11]s/provider/simulator/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[13]s'
+
+OpenAI SDK, Python (pip install openai):
+
+  from openai import OpenAI
+  client = OpenAI(base_url="%[8]s", api_key="unused")
+  print(client.chat.completions.create(model="%[14]s", messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)
+
+OpenAI SDK, Go (github.com/openai/openai-go/v3):
+
+  client := openai.NewClient(option.WithBaseURL("%[8]s/"), option.WithAPIKey("unused"))
+  resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "%[14]s",
+      Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")}})
+
+`, *gatewayAddr, *simulatorAddr, servedModel, dir, kubeconfig, assets, entity,
+		openaiBase, chat, stream, base, entity, direct, model)
+}
+
+// process is a child process whose output goes to a log file.
+type process struct {
+	cmd    *exec.Cmd
+	log    *os.File
+	exited chan struct{}
+}
+
+func start(logPath string, env []string, name string, args ...string) (*process, error) {
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	// The children die with this process even when it is killed without a chance to clean up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, log: log, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop asks the process to finish (SIGTERM) and kills it after 15 seconds.
+func (p *process) stop(name string) {
+	step("stopping the %s", name)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	p.log.Close()
+}
+
+// waitFor polls check until it passes, the process exits, ctx ends or the timeout expires.
+func waitFor(ctx context.Context, timeout time.Duration, p *process, check func() error) error {
+	deadline := time.After(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.exited:
+			return errors.New("the process exited")
+		case <-deadline:
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// free reports an error when addr is already taken, before anything is started.
+func free(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is not available (%v); pick other addresses with the flags (go run ./hack/quickstart -h)", addr, err)
+	}
+	return l.Close()
+}
+
+func randomKey() (string, error) {
+	b := make([]byte, 16)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		return "", err
+	}
+	return "sk-quickstart-" + hex.EncodeToString(b), nil
+}

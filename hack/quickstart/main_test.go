@@ -1,0 +1,224 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/infergate/infergate/internal/testenv"
+)
+
+// TestQuickstart runs the quickstart as a newcomer would, headless: it waits for the ready line,
+// follows the printed instructions (kubectl, every curl line, the OpenAI SDK), then presses
+// Ctrl-C and checks that nothing it started is left running.
+func TestQuickstart(t *testing.T) {
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "quickstart")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state := filepath.Join(dir, "state")
+	cmd := exec.Command(bin, "--dir", state, "--gateway-address", freeAddr(t), "--simulator-address", freeAddr(t),
+		"--probe-address", freeAddr(t), "--metrics-address", freeAddr(t))
+	cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
+	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	var printed strings.Builder
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == readyLine {
+				close(ready)
+				break
+			}
+			printed.WriteString(sc.Text() + "\n")
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("quickstart stderr:\n%s", stderr.String())
+			if logs, err := os.ReadFile(filepath.Join(state, "manager.log")); err == nil {
+				t.Logf("manager log:\n%s", logs)
+			}
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-exited:
+		t.Fatalf("quickstart exited before it was ready: %v", err)
+	case <-time.After(5 * time.Minute):
+		t.Fatal("quickstart not ready after 5 minutes")
+	}
+	out := printed.String()
+
+	// kubectl, as printed.
+	env := regexp.MustCompile(`export KUBECONFIG=(\S+) PATH=(\S+):\$PATH`).FindStringSubmatch(out)
+	if env == nil {
+		t.Fatalf("no export line in:\n%s", out)
+	}
+	get, err := exec.Command(filepath.Join(env[2], "kubectl"), "--kubeconfig", env[1], "get", "inference").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^modelentity\.inference\.infergate\.dev/llama-3-1-8b-instruct\s.*True`).Match(get) {
+		t.Errorf("kubectl get inference: %v\n%s", err, get)
+	}
+
+	// Every curl line, as printed: the method, URL and body are what the user would send.
+	curls := regexp.MustCompile(`(?m)^\s*curl -sN? (\S+)(?: -H '[^']*' -d '([^']*)')?$`).FindAllStringSubmatch(out, -1)
+	if len(curls) != 5 {
+		t.Fatalf("want 5 curl lines (chat, stream, models, model route, provider route), got %d in:\n%s", len(curls), out)
+	}
+	for _, c := range curls {
+		url, body := c[1], c[2]
+		var resp *http.Response
+		if body == "" {
+			resp, err = http.Get(url)
+		} else {
+			resp, err = http.Post(url, "application/json", strings.NewReader(body))
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := `"choices"`
+		switch {
+		case strings.Contains(body, `"stream":true`):
+			want = "data: [DONE]"
+		case body == "":
+			want = `"id":"default/llama-3-1-8b-instruct"`
+		}
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(got), want) {
+			t.Errorf("curl %s -d '%s': %s\n%s", url, body, resp.Status, got)
+		}
+	}
+
+	// The OpenAI SDK with the printed base URL and model.
+	sdk := regexp.MustCompile(`base_url="([^"]+)"`).FindStringSubmatch(out)
+	if sdk == nil {
+		t.Fatalf("no base_url in:\n%s", out)
+	}
+	client := openai.NewClient(option.WithBaseURL(sdk[1]+"/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	chat, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "default/llama-3-1-8b-instruct",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")},
+	})
+	if err != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" || chat.Model != "default/llama-3-1-8b-instruct" {
+		t.Fatalf("chat completion: %v %+v", err, chat)
+	}
+
+	// Ctrl-C: everything stops, nothing is left behind.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("quickstart exited with %v after Ctrl-C", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("quickstart still running 60s after Ctrl-C")
+	}
+	if left := processesUsing(t, state); len(left) > 0 {
+		t.Errorf("processes left running after Ctrl-C: %v", left)
+	}
+}
+
+// processesUsing lists the command lines of running processes that mention dir: the manager
+// and simulator binaries live there, as do etcd's data and the API server's certificates.
+func processesUsing(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), dir) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err == nil && strings.Contains(string(stat), ") Z ") {
+			continue // a zombie: exited, waiting for its parent to read its status
+		}
+		left = append(left, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return left
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
