@@ -7,6 +7,12 @@ SHELL := /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+# helm's release build flags: its version, and the Kubernetes version it assumes without a cluster.
+HELM_LDFLAGS = -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37
 
 # Control-plane binaries for envtest (kube-apiserver, etcd, kubectl), built from the module proxy
 # into a cache outside the repository by hack/envtest-assets.sh.
@@ -39,6 +45,7 @@ quickstart: ## Run infergate locally with no cluster: API server, simulator, man
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/*.yaml charts/infergate/crds/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -55,8 +62,8 @@ vet: ## Run go vet.
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are stale, code is not gofmt-clean or go vet complains.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- api config)" || { echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config; exit 1; }
+	@git diff --exit-code -- api config charts/infergate/crds || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- api config charts/infergate/crds)" || { echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config charts/infergate/crds; exit 1; }
 	go vet ./...
 
 .PHONY: envtest-assets
@@ -64,8 +71,8 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (first tim
 	@hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
-test: manifests generate vet envtest-assets ## Run unit and envtest suites against a real kube-apiserver.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+test: manifests generate vet envtest-assets $(HELM) ## Run unit and envtest suites against a real kube-apiserver.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build
 
@@ -112,6 +119,27 @@ install: manifests ## Install the CRDs into the cluster in $KUBECONFIG.
 uninstall: ## Remove the CRDs (and every object of their kinds) from the cluster.
 	kubectl delete --ignore-not-found -f config/crd/bases
 
+##@ Deployment
+
+.PHONY: deploy
+deploy: manifests ## Deploy to the cluster in $KUBECONFIG with kustomize (config/default, the chart's defaults), image $(IMG).
+	kubectl apply --server-side -f config/crd/bases
+	kubectl wait --for=condition=Established --timeout=60s -f config/crd/bases
+	kubectl kustomize config/default | sed 's|image: ghcr.io/infergate/infergate:0.1.0|image: $(IMG)|' | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove what deploy created: CRDs (and every infergate object) and the system namespace with its Secrets included.
+	kubectl delete --ignore-not-found -k config/default
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart with its default and all-options values.
+	$(HELM) lint --strict charts/infergate
+	$(HELM) lint --strict charts/infergate --values charts/infergate/ci/all-options-values.yaml
+
+.PHONY: helm-install
+helm-install: $(HELM) ## Install or upgrade the chart in the cluster in $KUBECONFIG (namespace infergate-system).
+	$(HELM) upgrade --install infergate charts/infergate --namespace infergate-system --create-namespace $(HELM_FLAGS)
+
 ##@ Tools
 
 $(LOCALBIN):
@@ -120,3 +148,7 @@ $(LOCALBIN):
 $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+$(HELM): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $(HELM)
