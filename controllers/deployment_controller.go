@@ -88,7 +88,9 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		// Guarded by resourceVersion: the patch carries the whole list of finalizers.
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(&d, finalizer)
-		if err := r.Patch(ctx, &d, patch); err != nil {
+		if err := r.Patch(ctx, &d, patch); apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		} else if err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
@@ -478,7 +480,12 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha
 	}
 	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(d, finalizer)
-	return ctrl.Result{}, r.Patch(ctx, d, patch)
+	if err := r.Patch(ctx, d, patch); apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
 }
 
 // SetupWithManager registers the controller; the objects it owns bring their owner back.

@@ -42,8 +42,9 @@ const (
 	LabelDeployment = "inference.infergate.dev/deployment"
 )
 
-// staleRetry is how soon an object whose status write met a newer version is reconciled again.
-// The newer version is already on its way to the cache and queues the object too.
+// staleRetry is how soon an object is reconciled again when a write guarded by its
+// resourceVersion met a newer version. The requeue is what brings it back: a newer version
+// that changes only status passes no generation predicate.
 const staleRetry = 100 * time.Millisecond
 
 // patchStatus writes obj's status as a merge patch from before, only if obj is still the version
