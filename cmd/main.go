@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -62,6 +63,7 @@ type options struct {
 	gatewayMaxBody          int64
 	gatewayMaxAttempts      int
 	gatewayShutdown         time.Duration
+	gatewayShutdownDelay    time.Duration
 	gatewayTimeouts         routing.Timeouts
 	leaderElect             bool
 	leaderElectionID        string
@@ -102,7 +104,8 @@ account or ~/.kube/config, in that order.`,
 	f.StringVar(&o.gatewayAddr, "gateway-bind-address", ":8000", "address of the OpenAI-compatible gateway")
 	f.Int64Var(&o.gatewayMaxBody, "gateway-max-body-bytes", gateway.DefaultMaxBodyBytes, "largest request body the gateway accepts; larger ones get 413")
 	f.IntVar(&o.gatewayMaxAttempts, "gateway-max-attempts", gateway.DefaultMaxAttempts, "providers tried for one request before the gateway gives up")
-	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown")
+	f.DurationVar(&o.gatewayShutdownDelay, "gateway-shutdown-delay", 0, "how long the gateway keeps accepting requests after SIGTERM, while endpoints and load balancers stop sending traffic to it")
+	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown, after the delay")
 	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
 	f.DurationVar(&o.gatewayTimeouts.ResponseHeader, "gateway-response-header-timeout", gateway.DefaultTimeouts.ResponseHeader, "default wait for upstream response headers, for providers that set none")
 	f.DurationVar(&o.gatewayTimeouts.StreamIdle, "gateway-stream-idle-timeout", gateway.DefaultTimeouts.StreamIdle, "default limit on upstream silence within a response, for providers that set none")
@@ -156,6 +159,8 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// Every runnable gets this long to stop; the gateway's delay and drain must fit in it.
+		GracefulShutdownTimeout: ptr.To(o.gatewayShutdownDelay + o.gatewayShutdown + 5*time.Second),
 		// The cache holds every Secret, Service and workload of the cluster that the
 		// controllers watch; managed fields are of no use to them.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
@@ -187,7 +192,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway")}); err != nil {
+	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownDelay: o.gatewayShutdownDelay, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway")}); err != nil {
 		return err
 	}
 	if err := mgr.Add(&snapshot.Builder{

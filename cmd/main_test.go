@@ -17,11 +17,10 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // The real binary, started the way a platform engineer starts it, against a real API server.
@@ -60,7 +60,7 @@ func TestManagerBinary(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "--kubeconfig", kubeconfig,
-			"--metrics-bind-address", "0", "--health-probe-bind-address", freeAddr(t))
+			"--metrics-bind-address", "0", "--health-probe-bind-address", testutil.FreeAddr(t))
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			t.Fatalf("manager exited 0 without CRDs:\n%s", out)
@@ -91,11 +91,12 @@ func TestManagerBinary(t *testing.T) {
 		if err := k8s.Create(context.Background(), ns); err != nil {
 			t.Fatal(err)
 		}
-		probe, metrics, gw := freeAddr(t), freeAddr(t), freeAddr(t)
-		var logs bytes.Buffer
+		probe, metrics, gw := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+		var logs testutil.SyncBuffer
 		cmd := exec.Command(bin, "--kubeconfig", kubeconfig,
 			"--health-probe-bind-address", probe, "--metrics-bind-address", metrics, "--gateway-bind-address", gw,
-			"--leader-elect", "--leader-election-namespace", "infergate-system", "--log-format", "json")
+			"--leader-elect", "--leader-election-namespace", "infergate-system", "--log-format", "json",
+			"--gateway-shutdown-delay", "5s")
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -137,6 +138,21 @@ func TestManagerBinary(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
+		// Within the shutdown delay, new connections are still served.
+		waitFor(t, 30*time.Second, func() error {
+			if !strings.Contains(logs.String(), `"msg":"gateway still serving while traffic moves away"`) {
+				return errors.New("no shutdown delay in the logs")
+			}
+			return nil
+		})
+		resp, err = http.Get("http://" + gw + "/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models")
+		if err != nil {
+			t.Fatalf("a request within the shutdown delay: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("a request within the shutdown delay: %s", resp.Status)
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -152,17 +168,6 @@ func TestManagerBinary(t *testing.T) {
 			t.Errorf("the gateway did not drain on SIGTERM:\n%s", logs.String())
 		}
 	})
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, check func() error) {

@@ -33,6 +33,9 @@ type Server struct {
 	Addr string
 	// Handler is the gateway.
 	Handler http.Handler
+	// ShutdownDelay is how long the server keeps accepting new requests once ctx is done,
+	// while endpoints, kube-proxy and load balancers stop sending traffic to this replica.
+	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds the wait for requests in flight (streams included) at shutdown.
 	ShutdownTimeout time.Duration
 	// Log receives the server's lifecycle messages.
@@ -44,7 +47,8 @@ type Server struct {
 // NeedLeaderElection is false: every replica serves traffic.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Start serves until ctx is done, then drains requests in flight for up to ShutdownTimeout.
+// Start serves until ctx is done and ShutdownDelay has passed, then stops accepting and drains
+// requests in flight for up to ShutdownTimeout.
 func (s *Server) Start(ctx context.Context) error {
 	ln := s.Listener
 	if ln == nil {
@@ -67,6 +71,14 @@ func (s *Server) Start(ctx context.Context) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if s.ShutdownDelay > 0 {
+		s.Log.Info("gateway still serving while traffic moves away", "delay", s.ShutdownDelay.String())
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(s.ShutdownDelay):
+		}
 	}
 	timeout := s.ShutdownTimeout
 	if timeout <= 0 {
