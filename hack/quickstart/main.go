@@ -24,6 +24,7 @@ limitations under the License.
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,6 +38,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,9 +48,10 @@ import (
 )
 
 const (
-	workspace   = "default"
-	entity      = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
-	servedModel = "meta/llama-3.1-8b-instruct"
+	workspace       = "default"
+	controlPlaneDir = "control-plane"         // etcd's data and the API server's certificates, under --dir
+	entity          = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
+	servedModel     = "meta/llama-3.1-8b-instruct"
 	// ReadyLine is printed once everything is up; scripts and the test wait for it.
 	readyLine = "infergate quickstart is ready"
 )
@@ -62,7 +66,7 @@ var (
 
 func main() {
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
@@ -76,6 +80,7 @@ func step(format string, args ...any) {
 }
 
 func run(ctx context.Context) (err error) {
+	reapOrphans()
 	for _, a := range []string{*gatewayAddr, *simulatorAddr, *probeAddr, *metricsAddr} {
 		if err := free(a); err != nil {
 			return err
@@ -123,7 +128,8 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: []string{grants}, Dir: filepath.Join(dir, "control-plane")})
+	plane := filepath.Join(dir, controlPlaneDir)
+	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: []string{grants}, Dir: plane})
 	if err != nil {
 		return err
 	}
@@ -132,6 +138,7 @@ func run(ctx context.Context) (err error) {
 		if serr := env.Stop(); serr != nil && err == nil {
 			err = fmt.Errorf("stop the control plane: %w", serr)
 		}
+		_ = os.RemoveAll(plane)
 	}()
 	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
 	if err != nil {
@@ -187,7 +194,16 @@ func run(ctx context.Context) (err error) {
 	if err := k("", "create", "namespace", "system"); err != nil {
 		return err
 	}
-	if err := k("", "create", "secret", "generic", "simulator-api-key", "-n", workspace, "--from-literal=api-key="+key); err != nil {
+	// On stdin, not on the command line: a key has no business in `ps` or in an error message.
+	secret := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata:
+  name: simulator-api-key
+  namespace: %s
+stringData:
+  api-key: %s
+`, workspace, key)
+	if err := k(secret, "apply", "-f", "-"); err != nil {
 		return err
 	}
 	provider := fmt.Sprintf(`apiVersion: inference.infergate.dev/v1alpha1
@@ -354,4 +370,59 @@ func randomKey() (string, error) {
 		return "", err
 	}
 	return "sk-quickstart-" + hex.EncodeToString(b), nil
+}
+
+// reapOrphans kills the kube-apiserver and etcd of an earlier quickstart that was killed
+// without a chance to stop them (SIGKILL): envtest starts them in process groups of their own
+// and they outlive their parent. They are recognised by their data directory, under a
+// quickstart directory, and by a parent that is no longer a quickstart.
+func reapOrphans() {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		args := cmdline(pid)
+		if len(args) == 0 || (filepath.Base(args[0]) != "etcd" && filepath.Base(args[0]) != "kube-apiserver") {
+			continue
+		}
+		if !slices.ContainsFunc(args, func(a string) bool {
+			return strings.Contains(a, string(filepath.Separator)+controlPlaneDir+string(filepath.Separator)) &&
+				(strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--cert-dir="))
+		}) {
+			continue
+		}
+		if parent := cmdline(parentOf(pid)); len(parent) > 0 && filepath.Base(parent[0]) == "quickstart" {
+			continue // a quickstart that is running
+		}
+		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(args[0]), pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func cmdline(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
+
+// parentOf returns the parent's pid from /proc/<pid>/stat, whose second field (the command
+// name, in parentheses) may contain spaces: the fields after the last ')' are fixed.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
 }

@@ -20,14 +20,13 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,11 +35,13 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // TestQuickstart runs the quickstart as a newcomer would, headless: it waits for the ready line,
 // follows the printed instructions (kubectl, every curl line, the OpenAI SDK), then presses
-// Ctrl-C and checks that nothing it started is left running.
+// Ctrl-C and checks that nothing it started is left running. Before that, a first run in the
+// same directory is killed outright (SIGKILL): the second run must clean up after it.
 func TestQuickstart(t *testing.T) {
 	assets, err := testenv.AssetsDir()
 	if err != nil {
@@ -52,52 +53,21 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	state := filepath.Join(dir, "state")
-	cmd := exec.Command(bin, "--dir", state, "--gateway-address", freeAddr(t), "--simulator-address", freeAddr(t),
-		"--probe-address", freeAddr(t), "--metrics-address", freeAddr(t))
-	cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
-	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	var printed strings.Builder
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == readyLine {
-				close(ready)
-				break
-			}
-			printed.WriteString(sc.Text() + "\n")
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		exited <- cmd.Wait()
-	}()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("quickstart stderr:\n%s", stderr.String())
-			if logs, err := os.ReadFile(filepath.Join(state, "manager.log")); err == nil {
-				t.Logf("manager log:\n%s", logs)
-			}
+		for _, p := range processesUsing(t, state) {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	})
-	select {
-	case <-ready:
-	case err := <-exited:
-		t.Fatalf("quickstart exited before it was ready: %v", err)
-	case <-time.After(5 * time.Minute):
-		t.Fatal("quickstart not ready after 5 minutes")
+
+	killed := startQuickstart(t, bin, assets, state)
+	killed.waitReady(t)
+	if err := killed.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
-	out := printed.String()
+	<-killed.exited
+
+	q := startQuickstart(t, bin, assets, state)
+	out := q.waitReady(t)
 
 	// kubectl, as printed.
 	env := regexp.MustCompile(`export KUBECONFIG=(\S+) PATH=(\S+):\$PATH`).FindStringSubmatch(out)
@@ -155,12 +125,12 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("chat completion: %v %+v", err, chat)
 	}
 
-	// Ctrl-C: everything stops, nothing is left behind.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+	// Ctrl-C: everything stops, nothing is left behind, the killed run's processes included.
+	if err := syscall.Kill(-q.cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
+	case err := <-q.exited:
 		if err != nil {
 			t.Errorf("quickstart exited with %v after Ctrl-C", err)
 		}
@@ -170,55 +140,106 @@ func TestQuickstart(t *testing.T) {
 	if left := processesUsing(t, state); len(left) > 0 {
 		t.Errorf("processes left running after Ctrl-C: %v", left)
 	}
+	if !strings.Contains(q.stderr.String(), "left running by an earlier quickstart") {
+		t.Errorf("the second run did not stop the first run's control plane:\n%s", q.stderr.String())
+	}
 }
 
-// processesUsing lists the command lines of running processes that mention dir: the manager
+// quickstart is one run of the quickstart binary.
+type quickstart struct {
+	cmd     *exec.Cmd
+	stderr  *testutil.SyncBuffer
+	printed strings.Builder // stdout up to the ready line
+	ready   chan struct{}
+	exited  chan error
+}
+
+// startQuickstart runs the quickstart with free addresses and its state in dir.
+func startQuickstart(t *testing.T, bin, assets, dir string) *quickstart {
+	t.Helper()
+	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1)}
+	q.cmd = exec.Command(bin, "--dir", dir, "--gateway-address", testutil.FreeAddr(t), "--simulator-address", testutil.FreeAddr(t),
+		"--probe-address", testutil.FreeAddr(t), "--metrics-address", testutil.FreeAddr(t))
+	q.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
+	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
+	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	q.cmd.Stderr = q.stderr
+	stdout, err := q.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == readyLine {
+				close(q.ready)
+				break
+			}
+			q.printed.WriteString(sc.Text() + "\n")
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		q.exited <- q.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-q.cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("quickstart stderr:\n%s", q.stderr.String())
+			if logs, err := os.ReadFile(filepath.Join(dir, "manager.log")); err == nil {
+				t.Logf("manager log:\n%s", logs)
+			}
+		}
+	})
+	return q
+}
+
+// waitReady waits for the ready line and returns what was printed before it.
+func (q *quickstart) waitReady(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-q.ready:
+		return q.printed.String()
+	case err := <-q.exited:
+		t.Fatalf("quickstart exited before it was ready: %v\n%s", err, q.stderr.String())
+	case <-time.After(5 * time.Minute):
+		t.Fatal("quickstart not ready after 5 minutes")
+	}
+	return ""
+}
+
+// running is a process found in /proc.
+type running struct {
+	pid     int
+	cmdline string
+}
+
+func (p running) String() string { return strconv.Itoa(p.pid) + ": " + p.cmdline }
+
+// processesUsing lists the running processes whose command line mentions dir: the manager
 // and simulator binaries live there, as do etcd's data and the API server's certificates.
-func processesUsing(t *testing.T, dir string) []string {
+func processesUsing(t *testing.T, dir string) []running {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var left []string
+	var found []running
 	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), dir) {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		args := cmdline(pid)
+		if !strings.Contains(strings.Join(args, " "), dir) {
 			continue
 		}
 		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 		if err == nil && strings.Contains(string(stat), ") Z ") {
 			continue // a zombie: exited, waiting for its parent to read its status
 		}
-		left = append(left, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		found = append(found, running{pid: pid, cmdline: strings.Join(args, " ")})
 	}
-	return left
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return found
 }

@@ -132,8 +132,8 @@ type Options struct {
 	// WithoutCRDs starts a bare API server, without the infergate CRDs.
 	WithoutCRDs bool
 	// Dir, when set, holds etcd's data and the API server's certificates (in "etcd" and
-	// "apiserver"), so that a caller can find and remove them; by default they go to
-	// temporary directories that env.Stop() removes.
+	// "apiserver"), so that a caller can find and remove them; what they hold from an earlier
+	// run is removed first. By default they go to temporary directories that env.Stop() removes.
 	Dir string
 }
 
@@ -157,7 +157,11 @@ func Start(opts Options) (*envtest.Environment, error) {
 	if opts.Dir != "" {
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(opts.Dir, "etcd")}
 		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(opts.Dir, "apiserver")}
+		// envtest keeps certificates it finds and then never learns their CA: start afresh.
 		for _, d := range []string{env.ControlPlane.Etcd.DataDir, env.ControlPlane.APIServer.CertDir} {
+			if err := os.RemoveAll(d); err != nil {
+				return nil, err
+			}
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return nil, err
 			}
