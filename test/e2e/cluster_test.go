@@ -24,10 +24,8 @@ limitations under the License.
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,7 +34,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +47,7 @@ import (
 
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // cluster is an API server, a kubeconfig for it and the manager binary running against it.
@@ -58,36 +56,21 @@ type cluster struct {
 	env        *envtest.Environment
 	k8s        client.Client
 	kubectl    string
-	kubeconfig string
-	dir        string
-	bin        string // the manager binary
-	*manager          // the first manager started
+	kubeconfig string // cluster-admin, for the test and kubectl
+	// managerKubeconfig authenticates as the manager's ServiceAccount, which has exactly the
+	// permissions of config/rbac: a permission the manager lacks fails the tests.
+	managerKubeconfig string
+	dir               string
+	bin               string // the manager binary
+	*manager                 // the first manager started
 }
 
 // manager is one manager process.
 type manager struct {
 	gateway string // base URL of its gateway
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	exited  chan error
-}
-
-// syncBuffer is a bytes.Buffer that a process writes to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func startCluster(t *testing.T, managerArgs ...string) *cluster {
@@ -117,11 +100,26 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 		}
 	}
 
-	c.bin = filepath.Join(c.dir, "manager")
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.run("apply", "--server-side", "-k", filepath.Join(root, "config", "rbac"))
+	sa, err := env.AddUser(envtest.User{Name: "system:serviceaccount:infergate-system:infergate",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:infergate-system", "system:authenticated"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := sa.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.managerKubeconfig = filepath.Join(c.dir, "manager.kubeconfig")
+	if err := os.WriteFile(c.managerKubeconfig, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c.bin = filepath.Join(c.dir, "manager")
 	build := exec.Command("go", "build", "-o", c.bin, "./cmd")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -135,9 +133,9 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 func (c *cluster) startManager(args ...string) *manager {
 	t := c.t
 	t.Helper()
-	gw, probe := freeAddr(t), freeAddr(t)
-	m := &manager{gateway: "http://" + gw, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	args = append([]string{"--kubeconfig", c.kubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
+	gw, probe := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	m := &manager{gateway: "http://" + gw, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
+	args = append([]string{"--kubeconfig", c.managerKubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
 		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug"}, args...)
 	m.cmd = exec.Command(c.bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
@@ -151,6 +149,11 @@ func (c *cluster) startManager(args ...string) *manager {
 		case <-m.exited:
 		case <-time.After(40 * time.Second):
 			_ = m.cmd.Process.Kill()
+		}
+		for _, line := range strings.Split(m.logs.String(), "\n") {
+			if strings.Contains(line, "is forbidden") {
+				t.Errorf("the API server refused the manager a permission that config/rbac lacks:\n%s", line)
+			}
 		}
 		if t.Failed() {
 			t.Logf("manager logs:\n%s", m.logs.String())
@@ -270,16 +273,6 @@ func newUpstream(t *testing.T, name, key string, models ...string) *upstream {
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	return &upstream{sim: sim, srv: srv}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
