@@ -125,7 +125,10 @@ uninstall: ## Remove the CRDs (and every object of their kinds) from the cluster
 deploy: manifests ## Deploy to the cluster in $KUBECONFIG with kustomize (config/default, the chart's defaults), image $(IMG).
 	kubectl apply --server-side -f config/crd/bases
 	kubectl wait --for=condition=Established --timeout=60s -f config/crd/bases
-	kubectl kustomize config/default | sed 's|image: ghcr.io/infergate/infergate:0.1.0|image: $(IMG)|' | kubectl apply --server-side -f -
+	manifest="$$(kubectl kustomize config/default | sed -E 's|image: ghcr\.io/infergate/infergate([:@][^[:space:]]*)?$$|image: $(IMG)|')"; \
+	  awk -v img='$(IMG)' '$$1 == "image:" && $$2 == img { found = 1 } END { exit !found }' <<<"$$manifest" || \
+	  { echo "deploy: config/default has no image ghcr.io/infergate/infergate[:tag][@digest] to set to $(IMG)" >&2; exit 1; }; \
+	  kubectl apply --server-side -f - <<<"$$manifest"
 
 .PHONY: undeploy
 undeploy: ## Remove what deploy created: CRDs (and every infergate object) and the system namespace with its Secrets included.

@@ -32,6 +32,9 @@ func TestManifestsAreAccepted(t *testing.T) {
 	}{
 		{"chart defaults", func(t *testing.T) []byte { return helmTemplate(t) }},
 		{"chart all options", func(t *testing.T) []byte { return helmTemplate(t, "--values", allOptionsValues) }},
+		{"chart all options, 53-character release name", func(t *testing.T) []byte {
+			return helmTemplateRelease(t, longReleaseName, "--values", allOptionsValues, "--set", "fullnameOverride=")
+		}},
 		{"kustomize config/default", func(t *testing.T) []byte { return kustomize(t, kustomizeDefault) }},
 	}
 	for _, tt := range tests {
@@ -41,11 +44,19 @@ func TestManifestsAreAccepted(t *testing.T) {
 	}
 }
 
+// authWarning is what NOTES.txt says when the gateway is exposed outside the cluster.
+const authWarning = "WARNING: the gateway does not authenticate clients: put authentication in front of it " +
+	"(your Gateway implementation's policy, e.g. an API-key or JWT policy) before exposing it."
+
 // TestChartInstallDryRun runs `helm install --dry-run=server` against the API server: helm checks
 // the chart's kubeVersion against the server's version and the objects against the server's
 // OpenAPI schemas, and renders NOTES.txt. The system workspace exists already, as it does when
 // someone created it to hold the API key Secret before installing: the chart must leave it
 // alone, since helm cannot adopt a namespace it did not create.
+//
+// NOTES.txt is compared with whitespace runs as single spaces; its steps must come in order
+// (the Secret, then a ModelEntity, then the calls), and it warns whenever the gateway is
+// exposed outside the cluster, which it is not by default.
 func TestChartInstallDryRun(t *testing.T) {
 	c := apiServer(t)
 	tests := []struct {
@@ -53,17 +64,23 @@ func TestChartInstallDryRun(t *testing.T) {
 		args      []string
 		workspace string
 		provider  string
-		notes     []string
+		notes     []string // in this order
+		warns     bool     // that the gateway does not authenticate clients
 	}{{
 		name:      "defaults",
 		workspace: "system",
 		provider:  "nvidia-build",
 		notes: []string{
+			"infergate is installed in namespace infergate-system, image ghcr.io/infergate/infergate:0.1.0.",
+			"kubectl create secret generic ngc-api-key -n system --from-literal=api-key=nvapi-...",
+			"kubectl -n system wait --for=condition=Ready provider/nvidia-build",
+			"kubectl apply -f - <<EOF apiVersion: inference.infergate.dev/v1alpha1 kind: ModelEntity metadata: name: llama-3-1-8b-instruct namespace: default spec: servedModelName: meta/llama-3.1-8b-instruct EOF",
 			"kubectl -n infergate-system port-forward service/infergate-gateway 8000:80",
-			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/system/openai/-/v1/models",
+			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models",
+			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/chat/completions",
+			`-d '{"model":"default/llama-3-1-8b-instruct","messages":[{"role":"user","content":"Hello!"}]}'`,
 			"http://localhost:8000/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 			"http://infergate-gateway.infergate-system.svc/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
-			"kubectl create secret generic ngc-api-key -n system --from-literal=api-key=nvapi-...",
 		},
 	}, {
 		name:      "all options",
@@ -71,11 +88,28 @@ func TestChartInstallDryRun(t *testing.T) {
 		workspace: "shared-models",
 		provider:  "build",
 		notes: []string{
+			"infergate is installed in namespace infergate-system, image ghcr.io/infergate/infergate@sha256:0123456789abcdef",
+			"It is exposed by the HTTPRoute ig and the LoadBalancer Service ig-gateway:",
+			"A LoadBalancer Service has no such policy",
+			"kubectl create secret generic nvidia-key -n shared-models --from-literal=token=nvapi-...",
+			"name: llama-3-1-8b-instruct namespace: default spec: servedModelName: meta/llama-3.1-8b-instruct",
 			"kubectl -n infergate-system port-forward service/ig-gateway 8000:8000",
+			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models",
 			"http://ig-gateway.infergate-system.svc:8000/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 			"https://inference.example.com/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
-			"kubectl create secret generic nvidia-key -n shared-models --from-literal=token=nvapi-...",
 		},
+		warns: true,
+	}, {
+		name:      "NodePort Service, an allow-list without Llama 3.1 8B",
+		args:      []string{"--set", "service.type=NodePort", "--set", "systemWorkspace.nvidiaBuild.enabledModels={mistralai/Mixtral_8x22B.Instruct}"},
+		workspace: "system",
+		provider:  "nvidia-build",
+		notes: []string{
+			"It is exposed by the NodePort Service infergate-gateway:",
+			"name: mixtral-8x22b-instruct namespace: default spec: servedModelName: mistralai/Mixtral_8x22B.Instruct",
+			`-d '{"model":"default/mixtral-8x22b-instruct",`,
+		},
+		warns: true,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,10 +134,24 @@ func TestChartInstallDryRun(t *testing.T) {
 			if p := find(t, objs, "Provider", tt.provider); p.GetNamespace() != tt.workspace {
 				t.Errorf("Provider %s is in %q, want %s", tt.provider, p.GetNamespace(), tt.workspace)
 			}
+			flat := strings.Join(strings.Fields(notes), " ")
+			rest := flat
 			for _, want := range tt.notes {
-				if !strings.Contains(notes, want) {
+				_, after, found := strings.Cut(rest, want)
+				switch {
+				case found:
+					rest = after
+				case strings.Contains(flat, want):
+					t.Errorf("NOTES.txt says %q out of order:\n%s", want, notes)
+				default:
 					t.Errorf("NOTES.txt does not say %q:\n%s", want, notes)
 				}
+			}
+			switch i := strings.Index(flat, authWarning); {
+			case !tt.warns && i >= 0:
+				t.Errorf("NOTES.txt warns that the gateway does not authenticate clients, which is not exposed:\n%s", notes)
+			case tt.warns && (i < 0 || i > strings.Index(flat, "Check the manager")):
+				t.Errorf("NOTES.txt does not open with the warning %q:\n%s", authWarning, notes)
 			}
 		})
 	}

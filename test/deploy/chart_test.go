@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestChartCRDsAreTheGeneratedOnes(t *testing.T) {
@@ -153,6 +154,7 @@ func TestChartDefaults(t *testing.T) {
 	for _, arg := range []string{
 		"--leader-elect", "--gateway-bind-address=:8000", "--metrics-bind-address=:8080",
 		"--health-probe-bind-address=:8081", "--system-workspace=system", "--log-level=info", "--log-format=json",
+		"--gateway-shutdown-delay=5s",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -165,6 +167,9 @@ func TestChartDefaults(t *testing.T) {
 	}
 	if !mapsEqual(gotPorts, wantPorts) {
 		t.Errorf("container ports: got %v, want %v", gotPorts, wantPorts)
+	}
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g != 45 {
+		t.Errorf("terminationGracePeriodSeconds: got %v, want 45", g)
 	}
 	checkProbe(t, "liveness", c.LivenessProbe, "/healthz")
 	checkProbe(t, "readiness", c.ReadinessProbe, "/readyz")
@@ -257,7 +262,7 @@ func TestChartAllOptions(t *testing.T) {
 		"--system-workspace=shared-models", "--log-level=2", "--log-format=console",
 		"--gateway-max-body-bytes=67108864", "--gateway-max-attempts=5", "--gateway-connect-timeout=2s",
 		"--gateway-response-header-timeout=10m", "--gateway-stream-idle-timeout=90s",
-		"--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
+		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -354,6 +359,12 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"HTTPRoute without parentRefs", "httpRoute:\n  enabled: true", []string{"httpRoute.enabled needs httpRoute.parentRefs"}},
 		{"autoscaling bounds reversed", "autoscaling:\n  enabled: true\n  minReplicas: 4\n  maxReplicas: 2", []string{"autoscaling.minReplicas (4) must not exceed autoscaling.maxReplicas (2)"}},
 		{"existing ServiceAccount without name", "serviceAccount:\n  create: false", []string{"serviceAccount.name is required"}},
+		{"name override that is no DNS label", "nameOverride: Foo.Bar", []string{"/nameOverride", "'Foo.Bar' does not match pattern"}},
+		{"full name override that is no DNS label", "fullnameOverride: My_Gate", []string{"/fullnameOverride", "'My_Gate' does not match pattern"}},
+		{"full name override too long for its suffixes", "fullnameOverride: " + strings.Repeat("a", 48), []string{"/fullnameOverride", "maxLength: got 48, want 47"}},
+		{"shutdown delay that is no duration", "gateway:\n  shutdownDelay: soon", []string{"/gateway/shutdownDelay", "'soon'"}},
+		{"grace period shorter than the shutdown", "terminationGracePeriodSeconds: 30",
+			[]string{"terminationGracePeriodSeconds (30) must exceed gateway.shutdownDelay (5s) + gateway.shutdownTimeout (30s) = 35s"}},
 	}
 	dir := t.TempDir()
 	for i, tt := range tests {
@@ -372,6 +383,168 @@ func TestChartRejectsBadValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChartShutdownFitsGracePeriod checks that the chart passes gateway.shutdownDelay to the
+// manager, and accepts a terminationGracePeriodSeconds only above gateway.shutdownDelay +
+// gateway.shutdownTimeout, with the manager's defaults (0 and 30s) for empty values and the
+// units and fractions of Go durations.
+func TestChartShutdownFitsGracePeriod(t *testing.T) {
+	tests := []struct {
+		name           string
+		delay, timeout string
+		grace          int
+		wantErr        string // part of helm's error; empty when the values are accepted
+	}{
+		{"chart defaults", "5s", "", 45, ""},
+		{"manager defaults", "", "", 31, ""},
+		{"manager defaults at the limit", "", "", 30,
+			"terminationGracePeriodSeconds (30) must exceed gateway.shutdownDelay (0s) + gateway.shutdownTimeout (30s) = 30s"},
+		{"compound durations", "500ms", "1m29s", 90, ""},
+		{"compound durations at the limit", "1m", "1m30s", 150, "(1m) + gateway.shutdownTimeout (1m30s) = 150s"},
+		{"fractions and small units", "1.5s", "2500000us", 5, ""},
+		{"hours at the limit", "0.5h", "1800000ms", 3600, "= 3600s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := releaseTemplateArgs(releaseName, "--set-string", "gateway.shutdownDelay="+tt.delay,
+				"--set-string", "gateway.shutdownTimeout="+tt.timeout, "--set", fmt.Sprintf("terminationGracePeriodSeconds=%d", tt.grace))
+			stdout, stderr, err := helm(t, args...)
+			if tt.wantErr != "" {
+				if err == nil {
+					t.Fatalf("helm %s accepted a grace period of %ds", strings.Join(args, " "), tt.grace)
+				}
+				if !strings.Contains(stderr, tt.wantErr) {
+					t.Errorf("helm's error does not say %q:\n%s", tt.wantErr, stderr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr)
+			}
+			var d appsv1.Deployment
+			fromUnstructured(t, find(t, parseManifest(t, []byte(stdout)), "Deployment", "infergate"), &d)
+			args = d.Spec.Template.Spec.Containers[0].Args
+			for flag, value := range map[string]string{"--gateway-shutdown-delay": tt.delay, "--gateway-shutdown-timeout": tt.timeout} {
+				i := slices.IndexFunc(args, func(a string) bool { return strings.HasPrefix(a, flag+"=") })
+				switch {
+				case value == "" && i >= 0:
+					t.Errorf("args %q: want no %s, which keeps the manager's default", args, flag)
+				case value != "" && (i < 0 || args[i] != flag+"="+value):
+					t.Errorf("args %q lack %s=%s", args, flag, value)
+				}
+			}
+		})
+	}
+}
+
+// longReleaseName has 53 characters, the most helm allows.
+var longReleaseName = strings.Repeat("a", 20) + "-" + strings.Repeat("b", 32)
+
+// TestChartObjectNames checks the names of the chart's objects whatever the release name: every
+// name is a DNS-1035 label of at most 63 characters (as Service names must be), the names the
+// chart makes share one prefix cut to 47 characters, and objects that name one another (role
+// bindings, the HTTPRoute, the HorizontalPodAutoscaler, the pods' ServiceAccount) agree.
+func TestChartObjectNames(t *testing.T) {
+	long := longReleaseName
+	cutAtHyphen := strings.Repeat("a", 46) + "-" + strings.Repeat("b", 6)
+	override := strings.Repeat("c", 47)
+	tests := []struct {
+		name    string
+		release string
+		args    []string
+		prefix  string // of the names the chart makes
+	}{
+		{"53-character release name", long, nil, long[:47]},
+		{"53-character release name, all options", long, []string{"--values", allOptionsValues, "--set", "fullnameOverride="}, long[:47]},
+		{"release name cut before a hyphen", cutAtHyphen, nil, strings.Repeat("a", 46)},
+		{"release name without infergate", "gate", nil, "gate-infergate"},
+		{"47-character fullnameOverride, all options", releaseName, []string{"--values", allOptionsValues, "--set", "fullnameOverride=" + override}, override},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := parseManifest(t, helmTemplateRelease(t, tt.release, tt.args...))
+			checkNames(t, objs, tt.prefix)
+		})
+	}
+
+	for _, release := range []string{"7up", "my.gate"} {
+		t.Run("release name "+release, func(t *testing.T) {
+			_, stderr, err := helm(t, releaseTemplateArgs(release)...)
+			if err == nil {
+				t.Fatalf("helm template accepted the release name %s, whose Service names are not DNS-1035 labels", release)
+			}
+			for _, want := range []string{"is not a DNS-1035 label", "set fullnameOverride"} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("helm's error does not say %q:\n%s", want, stderr)
+				}
+			}
+			objs := parseManifest(t, helmTemplateRelease(t, release, "--set", "fullnameOverride=gate"))
+			checkNames(t, objs, "gate")
+		})
+	}
+}
+
+// namedByChart are the kinds whose names the chart makes from its full name; the others are
+// named by values (the system workspace, its Provider, serviceAccount.name).
+var namedByChart = map[string]bool{
+	"Deployment": true, "Service": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
+	"PodDisruptionBudget": true, "HorizontalPodAutoscaler": true, "HTTPRoute": true, "ServiceMonitor": true,
+}
+
+func checkNames(t *testing.T, objs []*unstructured.Unstructured, prefix string) {
+	t.Helper()
+	names := map[string]map[string]bool{} // kind → names
+	for _, o := range objs {
+		if problems := validation.IsDNS1035Label(o.GetName()); len(problems) > 0 {
+			t.Errorf("%s: the name is not a DNS-1035 label: %s", keyOf(o), strings.Join(problems, "; "))
+		}
+		if namedByChart[o.GetKind()] && !strings.HasPrefix(o.GetName(), prefix) {
+			t.Errorf("%s: the name does not start with %s", keyOf(o), prefix)
+		}
+		for k, v := range o.GetLabels() {
+			if problems := validation.IsValidLabelValue(v); len(problems) > 0 {
+				t.Errorf("%s: label %s=%q: %s", keyOf(o), k, v, strings.Join(problems, "; "))
+			}
+		}
+		if names[o.GetKind()] == nil {
+			names[o.GetKind()] = map[string]bool{}
+		}
+		names[o.GetKind()][o.GetName()] = true
+	}
+	refer := func(from *unstructured.Unstructured, kind, name string) {
+		if !names[kind][name] {
+			t.Errorf("%s names the %s %q, which the chart does not render", keyOf(from), kind, name)
+		}
+	}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRoleBinding", "RoleBinding":
+			kind, _, _ := unstructured.NestedString(o.Object, "roleRef", "kind")
+			name, _, _ := unstructured.NestedString(o.Object, "roleRef", "name")
+			refer(o, kind, name)
+			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			for _, s := range subjects {
+				if s, ok := s.(map[string]any); ok {
+					refer(o, fmt.Sprint(s["kind"]), fmt.Sprint(s["name"]))
+				}
+			}
+		case "HorizontalPodAutoscaler":
+			name, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "name")
+			refer(o, "Deployment", name)
+		case "Deployment":
+			name, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
+			refer(o, "ServiceAccount", name)
+		case "HTTPRoute":
+			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+			for _, r := range rules {
+				refs, _, _ := unstructured.NestedSlice(r.(map[string]any), "backendRefs")
+				for _, ref := range refs {
+					refer(o, "Service", fmt.Sprint(ref.(map[string]any)["name"]))
+				}
+			}
+		}
 	}
 }
 

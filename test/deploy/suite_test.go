@@ -18,8 +18,8 @@ limitations under the License.
 // the kustomize tree config/default. It lints and renders the chart, checks that its CRDs and
 // RBAC are those that controller-gen generates into config/, that wrong values fail with a
 // message that names them, that every rendered object is accepted by a real API server
-// (envtest, `kubectl apply --dry-run=server`), and that the chart's defaults and config/default
-// deploy the same objects.
+// (envtest, `kubectl apply --dry-run=server`), that the chart's defaults and config/default
+// deploy the same objects, and that `make deploy` sets the manager's image.
 //
 // helm comes from $HELM, else from a cache outside the repository where the first run installs
 // it with `go install` (about 2.5 minutes). The API server and kubectl come from
@@ -388,15 +388,25 @@ func helmHome(t *testing.T) string {
 // helm fails.
 func helmTemplate(t *testing.T, args ...string) []byte {
 	t.Helper()
-	stdout, stderr, err := helm(t, templateArgs(args...)...)
+	return helmTemplateRelease(t, releaseName, args...)
+}
+
+// helmTemplateRelease renders the chart as helmTemplate does, for another release name.
+func helmTemplateRelease(t *testing.T, release string, args ...string) []byte {
+	t.Helper()
+	stdout, stderr, err := helm(t, releaseTemplateArgs(release, args...)...)
 	if err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(templateArgs(args...), " "), err, stderr)
+		t.Fatalf("helm %s: %v\n%s", strings.Join(releaseTemplateArgs(release, args...), " "), err, stderr)
 	}
 	return []byte(stdout)
 }
 
 func templateArgs(extra ...string) []string {
-	return append([]string{"template", releaseName, chartDir, "--namespace", releaseNamespace, "--kube-version", kubeVersion}, extra...)
+	return releaseTemplateArgs(releaseName, extra...)
+}
+
+func releaseTemplateArgs(release string, extra ...string) []string {
+	return append([]string{"template", release, chartDir, "--namespace", releaseNamespace, "--kube-version", kubeVersion}, extra...)
 }
 
 // parseManifest splits a multi-document YAML stream into objects, skipping empty documents.

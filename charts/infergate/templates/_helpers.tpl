@@ -1,5 +1,6 @@
 {{/*
-Chart name, truncated to 63 characters (the limit of a label value and of many names).
+Chart name, truncated to 63 characters (the limit of a label value). values.schema.json holds
+nameOverride to a DNS-1035 label.
 */}}
 {{- define "infergate.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -8,18 +9,24 @@ Chart name, truncated to 63 characters (the limit of a label value and of many n
 {{/*
 Full name: the prefix of every object's name. With the release name "infergate" it is
 "infergate", the names config/default (kustomize) uses.
+
+The templates append "-gateway", "-metrics", "-manager" and "-leader-election" to it, and a
+Service name is a DNS-1035 label of at most 63 characters: the full name is cut to 63 minus the
+longest suffix, 47 characters, without trailing "-". A release name that does not start with a
+letter, or holds a ".", gives no valid Service name: the chart fails and asks for
+fullnameOverride.
 */}}
 {{- define "infergate.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
-{{- else }}
+{{- $full := .Values.fullnameOverride }}
+{{- if not $full }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $full = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) }}
 {{- end }}
+{{- $full = regexReplaceAll "-+$" (trunc (sub 63 (len "-leader-election") | int) $full) "" }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $full) }}
+{{- fail (printf "object names would start with %q, which is not a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) as Service names must be: set fullnameOverride, such as --set fullnameOverride=infergate" $full) }}
 {{- end }}
+{{- $full }}
 {{- end }}
 
 {{/*
@@ -90,4 +97,18 @@ Whether more than one manager pod can run (autoscaling, or replicaCount above 1)
 */}}
 {{- define "infergate.multiReplica" -}}
 {{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+Seconds in a Go duration, such as 5s, 1m30s or 1.5h in the forms values.schema.json accepts, as
+a number; "" is 0.
+*/}}
+{{- define "infergate.durationSeconds" -}}
+{{- $seconds := 0.0 }}
+{{- $unitSeconds := dict "h" 3600 "m" 60 "s" 1 "ms" 0.001 "us" 0.000001 "µs" 0.000001 "ns" 0.000000001 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(h|ms|m|s|us|µs|ns)" . -1 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $seconds = addf $seconds (mulf $number (get $unitSeconds (trimPrefix $number .))) }}
+{{- end }}
+{{- $seconds }}
 {{- end }}
