@@ -69,6 +69,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted while starting: what failed is the interruption's doing.
+			fmt.Fprintln(os.Stderr, "quickstart: interrupted; everything it started is stopped")
+			os.Exit(130)
+		}
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
