@@ -282,13 +282,26 @@ The model route (one entity; the body's model is rewritten) and the provider rou
   curl -s %[11]s/model/%[12]s/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[9]s'
   curl -s %[11]s/provider/simulator/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[13]s'
 
-OpenAI SDK, Python (pip install openai):
+The same with the OpenAI Python SDK (pip install openai): chat, stream, models, model route,
+provider route. Paste it into a shell:
 
-  from openai import OpenAI
-  client = OpenAI(base_url="%[8]s", api_key="unused")
-  print(client.chat.completions.create(model="%[14]s", messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)
+python3 - <<'EOF'
+from openai import OpenAI
+ws = "%[11]s"
+hello = [{"role": "user", "content": "Hello!"}]
+client = OpenAI(base_url=ws + "/openai/-/v1", api_key="unused")
+print(client.chat.completions.create(model="%[14]s", messages=hello).choices[0].message.content)
+for chunk in client.chat.completions.create(model="%[14]s", messages=hello, stream=True):
+    print(chunk.choices[0].delta.content or "", end="", flush=True)
+print()
+print([m.id for m in client.models.list()])
+model = OpenAI(base_url=ws + "/model/%[12]s/-/v1", api_key="unused")
+print(model.chat.completions.create(model="%[14]s", messages=hello).choices[0].message.content)
+provider = OpenAI(base_url=ws + "/provider/simulator/-/v1", api_key="unused")
+print(provider.chat.completions.create(model="%[3]s", messages=hello).choices[0].message.content)
+EOF
 
-OpenAI SDK, Go (github.com/openai/openai-go/v3):
+With the OpenAI Go SDK (github.com/openai/openai-go/v3):
 
   client := openai.NewClient(option.WithBaseURL("%[8]s/"), option.WithAPIKey("unused"))
   resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "%[14]s",

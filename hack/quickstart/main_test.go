@@ -109,18 +109,53 @@ func TestQuickstart(t *testing.T) {
 		}
 	}
 
-	// The OpenAI SDK with the printed base URL and model.
-	sdk := regexp.MustCompile(`base_url="([^"]+)"`).FindStringSubmatch(out)
-	if sdk == nil {
-		t.Fatalf("no base_url in:\n%s", out)
+	// The OpenAI SDK with the printed base URLs and models: the Python block's calls, made with
+	// the Go SDK (no Python packages can be installed here), and the Go lines.
+	ws := regexp.MustCompile(`(?m)^ws = "([^"]+)"$`).FindStringSubmatch(out)
+	calls := regexp.MustCompile(`(?m)^(\w+) = OpenAI\(base_url=ws \+ "([^"]+)"`).FindAllStringSubmatch(out, -1)
+	creates := regexp.MustCompile(`(?m)^(?:print\(|for chunk in )(\w+)\.chat\.completions\.create\(model="([^"]+)", messages=hello(, stream=True)?\)`).FindAllStringSubmatch(out, -1)
+	goBase := regexp.MustCompile(`option\.WithBaseURL\("([^"]+)"\)`).FindStringSubmatch(out)
+	if ws == nil || len(calls) != 3 || len(creates) != 4 || goBase == nil {
+		t.Fatalf("the SDK lines are not as expected (ws %v, %d clients, %d calls, Go %v):\n%s", ws, len(calls), len(creates), goBase, out)
 	}
-	client := openai.NewClient(option.WithBaseURL(sdk[1]+"/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	clients := map[string]openai.Client{}
+	for _, c := range calls {
+		clients[c[1]] = openai.NewClient(option.WithBaseURL(ws[1]+c[2]+"/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	chat, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
-		Model:    "default/llama-3-1-8b-instruct",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")},
-	})
+	hello := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")}
+	for _, c := range creates {
+		client, ok := clients[c[1]]
+		if !ok {
+			t.Fatalf("no client %q in:\n%s", c[1], out)
+		}
+		params := openai.ChatCompletionNewParams{Model: c[2], Messages: hello}
+		if c[3] != "" {
+			stream := client.Chat.Completions.NewStreaming(ctx, params)
+			var content string
+			for stream.Next() {
+				if ch := stream.Current().Choices; len(ch) > 0 {
+					content += ch[0].Delta.Content
+				}
+			}
+			if err := stream.Err(); err != nil || content == "" {
+				t.Errorf("%s streaming chat with %s: %v, content %q", c[1], c[2], err, content)
+			}
+			continue
+		}
+		chat, err := client.Chat.Completions.New(ctx, params)
+		if err != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" {
+			t.Errorf("%s chat with %s: %v %+v", c[1], c[2], err, chat)
+		}
+	}
+	list := clients["client"]
+	models, err := list.Models.List(ctx)
+	if err != nil || len(models.Data) != 1 || models.Data[0].ID != "default/llama-3-1-8b-instruct" {
+		t.Errorf("models list: %v %+v", err, models)
+	}
+	goClient := openai.NewClient(option.WithBaseURL(goBase[1]), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	chat, err := goClient.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "default/llama-3-1-8b-instruct", Messages: hello})
 	if err != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" || chat.Model != "default/llama-3-1-8b-instruct" {
 		t.Fatalf("chat completion: %v %+v", err, chat)
 	}
