@@ -393,12 +393,21 @@ func randomKey() (string, error) {
 // reapOrphans kills the kube-apiserver and etcd of an earlier quickstart that was killed
 // without a chance to stop them (SIGKILL): envtest starts them in process groups of their own
 // and they outlive their parent. They are recognised by their data directory, under a
-// quickstart directory, and by a parent that is no longer a quickstart.
+// quickstart directory, and by a parent that is no longer a quickstart. A temporary directory
+// such a quickstart made is removed too.
 func reapOrphans() {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return
 	}
+	leftovers := map[string]bool{}
+	defer func() {
+		for dir := range leftovers {
+			if filepath.Dir(dir) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(dir), "infergate-quickstart-") {
+				_ = os.RemoveAll(dir)
+			}
+		}
+	}()
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -408,10 +417,11 @@ func reapOrphans() {
 		if len(args) == 0 || (filepath.Base(args[0]) != "etcd" && filepath.Base(args[0]) != "kube-apiserver") {
 			continue
 		}
-		if !slices.ContainsFunc(args, func(a string) bool {
-			return strings.Contains(a, string(filepath.Separator)+controlPlaneDir+string(filepath.Separator)) &&
-				(strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--cert-dir="))
-		}) {
+		marker := string(filepath.Separator) + controlPlaneDir + string(filepath.Separator)
+		i := slices.IndexFunc(args, func(a string) bool {
+			return strings.Contains(a, marker) && (strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--cert-dir="))
+		})
+		if i < 0 {
 			continue
 		}
 		if parent := cmdline(parentOf(pid)); len(parent) > 0 && filepath.Base(parent[0]) == "quickstart" {
@@ -419,6 +429,8 @@ func reapOrphans() {
 		}
 		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(args[0]), pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_, path, _ := strings.Cut(args[i], "=")
+		leftovers[path[:strings.Index(path, marker)]] = true
 	}
 }
 
