@@ -24,7 +24,6 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,11 +38,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/testenv"
 )
 
@@ -396,63 +395,37 @@ func randomKey() (string, error) {
 // quickstart directory, and by a parent that is no longer a quickstart. A temporary directory
 // such a quickstart made is removed too.
 func reapOrphans() {
-	entries, err := os.ReadDir("/proc")
+	procs, err := procfs.List()
 	if err != nil {
 		return
 	}
+	byPID := make(map[int]procfs.Process, len(procs))
+	for _, p := range procs {
+		byPID[p.PID] = p
+	}
 	leftovers := map[string]bool{}
-	defer func() {
-		for dir := range leftovers {
-			if filepath.Dir(dir) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(dir), "infergate-quickstart-") {
-				_ = os.RemoveAll(dir)
-			}
-		}
-	}()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	marker := string(filepath.Separator) + controlPlaneDir + string(filepath.Separator)
+	for _, p := range procs {
+		if len(p.Args) == 0 || (filepath.Base(p.Args[0]) != "etcd" && filepath.Base(p.Args[0]) != "kube-apiserver") {
 			continue
 		}
-		args := cmdline(pid)
-		if len(args) == 0 || (filepath.Base(args[0]) != "etcd" && filepath.Base(args[0]) != "kube-apiserver") {
-			continue
-		}
-		marker := string(filepath.Separator) + controlPlaneDir + string(filepath.Separator)
-		i := slices.IndexFunc(args, func(a string) bool {
+		i := slices.IndexFunc(p.Args, func(a string) bool {
 			return strings.Contains(a, marker) && (strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--cert-dir="))
 		})
 		if i < 0 {
 			continue
 		}
-		if parent := cmdline(parentOf(pid)); len(parent) > 0 && filepath.Base(parent[0]) == "quickstart" {
+		if parent := byPID[p.PPID].Args; len(parent) > 0 && filepath.Base(parent[0]) == "quickstart" {
 			continue // a quickstart that is running
 		}
-		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(args[0]), pid)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		_, path, _ := strings.Cut(args[i], "=")
+		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(p.Args[0]), p.PID)
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		_, path, _ := strings.Cut(p.Args[i], "=")
 		leftovers[path[:strings.Index(path, marker)]] = true
 	}
-}
-
-func cmdline(pid int) []string {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil || len(b) == 0 {
-		return nil
+	for dir := range leftovers {
+		if filepath.Dir(dir) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(dir), "infergate-quickstart-") {
+			_ = os.RemoveAll(dir)
+		}
 	}
-	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-}
-
-// parentOf returns the parent's pid from /proc/<pid>/stat, whose second field (the command
-// name, in parentheses) may contain spaces: the fields after the last ')' are fixed.
-func parentOf(pid int) int {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(fields) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
 }

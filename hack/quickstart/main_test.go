@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +33,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
 )
@@ -55,7 +55,7 @@ func TestQuickstart(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	t.Cleanup(func() {
 		for _, p := range processesUsing(t, state) {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	})
 
@@ -244,37 +244,20 @@ func (q *quickstart) waitReady(t *testing.T) string {
 	return ""
 }
 
-// running is a process found in /proc.
-type running struct {
-	pid     int
-	cmdline string
-}
-
-func (p running) String() string { return strconv.Itoa(p.pid) + ": " + p.cmdline }
-
 // processesUsing lists the running processes whose command line mentions dir: the manager
 // and simulator binaries live there, as do etcd's data and the API server's certificates.
-func processesUsing(t *testing.T, dir string) []running {
+// Zombies (exited, waiting for their parent to read their status) are left out.
+func processesUsing(t *testing.T, dir string) []procfs.Process {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	procs, err := procfs.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found []running
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	var found []procfs.Process
+	for _, p := range procs {
+		if !p.Zombie() && strings.Contains(strings.Join(p.Args, " "), dir) {
+			found = append(found, p)
 		}
-		args := cmdline(pid)
-		if !strings.Contains(strings.Join(args, " "), dir) {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err == nil && strings.Contains(string(stat), ") Z ") {
-			continue // a zombie: exited, waiting for its parent to read its status
-		}
-		found = append(found, running{pid: pid, cmdline: strings.Join(args, " ")})
 	}
 	return found
 }

@@ -32,7 +32,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
@@ -242,19 +242,13 @@ func (c *cluster) statusVia(m *manager, ws, model string) int {
 func (c *cluster) killAPIServer() {
 	c.t.Helper()
 	port := c.env.ControlPlane.APIServer.SecureServing.Port
-	entries, err := os.ReadDir("/proc")
+	procs, err := procfs.List()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, e := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		if filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, "--secure-port="+port) {
-			pid, _ := strconv.Atoi(e.Name())
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	for _, p := range procs {
+		if len(p.Args) > 0 && filepath.Base(p.Args[0]) == "kube-apiserver" && slices.Contains(p.Args, "--secure-port="+port) {
+			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 				c.t.Fatal(err)
 			}
 			return
