@@ -145,37 +145,29 @@ func TestMakeDeployOnABareCluster(t *testing.T) {
 	if err != nil {
 		t.Skipf("no make: %v", err)
 	}
-	kubectl, kubeconfig := bareCluster(t)
-	run := func(name string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(name, args...)
-		cmd.Dir = repoRoot
-		cmd.Env = append(withoutMakeVars(os.Environ()), "KUBECONFIG="+kubeconfig,
-			"PATH="+filepath.Dir(kubectl)+string(os.PathListSeparator)+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-
+	c := bareCluster(t)
 	const img = "registry.example.com/infergate:test"
-	run(makeBin, "--no-print-directory", "-o", "manifests", "deploy", "IMG="+img)
-	got := run(kubectl, "get", "-n", releaseNamespace, "deployment/infergate", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	deploy := exec.Command(makeBin, "--no-print-directory", "-o", "manifests", "deploy", "IMG="+img)
+	deploy.Dir = repoRoot
+	deploy.Env = append(withoutMakeVars(os.Environ()), "KUBECONFIG="+c.kubeconfig,
+		"PATH="+filepath.Dir(c.kubectl)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if out, err := deploy.CombinedOutput(); err != nil {
+		t.Fatalf("make deploy: %v\n%s", err, out)
+	}
+	got := c.must(t, "get", "-n", releaseNamespace, "deployment/infergate", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
 	if got != img {
 		t.Errorf("the manager runs %q, want %q", got, img)
 	}
-	run(kubectl, "get", "-n", releaseNamespace, "service/infergate-gateway", "service/infergate-metrics", "poddisruptionbudget/infergate",
+	c.must(t, "get", "-n", releaseNamespace, "service/infergate-gateway", "service/infergate-metrics", "poddisruptionbudget/infergate",
 		"serviceaccount/infergate", "role/infergate-leader-election", "rolebinding/infergate-leader-election")
-	run(kubectl, "get", "clusterrole/infergate-manager", "clusterrolebinding/infergate-manager")
-	if out := run(kubectl, "get", "-n", "system", "provider/nvidia-build", "-o", "name"); strings.TrimSpace(out) != "provider.inference.infergate.dev/nvidia-build" {
+	c.must(t, "get", "clusterrole/infergate-manager", "clusterrolebinding/infergate-manager")
+	if out := c.must(t, "get", "-n", "system", "provider/nvidia-build", "-o", "name"); strings.TrimSpace(out) != "provider.inference.infergate.dev/nvidia-build" {
 		t.Errorf("no nvidia-build Provider in the system workspace: %s", out)
 	}
 }
 
-// bareCluster starts an API server of its own for one test, with nothing installed, and
-// returns kubectl and a cluster-admin kubeconfig for it.
-func bareCluster(t *testing.T) (kubectl, kubeconfig string) {
+// bareCluster starts an API server of its own for one test, with nothing installed.
+func bareCluster(t *testing.T) *cluster {
 	t.Helper()
 	kubectl, err := testenv.Kubectl()
 	if err != nil {
@@ -186,50 +178,43 @@ func bareCluster(t *testing.T) (kubectl, kubeconfig string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig, err = testenv.WriteKubeconfig(env, t.TempDir())
+	dir := t.TempDir()
+	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kubectl, kubeconfig
+	return &cluster{env: env, kubectl: kubectl, kubeconfig: kubeconfig, dir: dir}
 }
 
 // TestHelmInstallOnABareCluster installs the chart for real into an API server that has
 // nothing installed (CRDs from crds/ included), checks what a platform engineer would look at,
 // and uninstalls it: the manager's objects go, the system workspace stays with its Secrets.
 func TestHelmInstallOnABareCluster(t *testing.T) {
-	kubectl, kubeconfig := bareCluster(t)
-	k := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	c := bareCluster(t)
 	stdout, stderr, err := helm(t, "install", releaseName, chartDir, "--namespace", releaseNamespace, "--create-namespace",
-		"--kubeconfig", kubeconfig)
+		"--kubeconfig", c.kubeconfig)
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s%s", err, stdout, stderr)
 	}
 	if !strings.Contains(stdout, "STATUS: deployed") {
 		t.Errorf("helm install:\n%s", stdout)
 	}
-	k("get", "crd", "modelentities.inference.infergate.dev", "providers.inference.infergate.dev", "deployments.inference.infergate.dev")
-	k("get", "-n", releaseNamespace, "deployment/infergate", "service/infergate-gateway", "service/infergate-metrics",
+	c.must(t, "get", "crd", "modelentities.inference.infergate.dev", "providers.inference.infergate.dev", "deployments.inference.infergate.dev")
+	c.must(t, "get", "-n", releaseNamespace, "deployment/infergate", "service/infergate-gateway", "service/infergate-metrics",
 		"poddisruptionbudget/infergate", "serviceaccount/infergate")
-	if out := k("get", "inference", "-n", "system", "-o", "name"); strings.TrimSpace(out) != "provider.inference.infergate.dev/nvidia-build" {
+	if out := c.must(t, "get", "inference", "-n", "system", "-o", "name"); strings.TrimSpace(out) != "provider.inference.infergate.dev/nvidia-build" {
 		t.Errorf("kubectl get inference -n system: %q", out)
 	}
-	k("create", "secret", "generic", "ngc-api-key", "-n", "system", "--from-literal=api-key=nvapi-test")
+	c.must(t, "create", "secret", "generic", "ngc-api-key", "-n", "system", "--from-literal=api-key=nvapi-test")
 
-	if stdout, stderr, err := helm(t, "uninstall", releaseName, "--namespace", releaseNamespace, "--kubeconfig", kubeconfig); err != nil {
+	if stdout, stderr, err := helm(t, "uninstall", releaseName, "--namespace", releaseNamespace, "--kubeconfig", c.kubeconfig); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s%s", err, stdout, stderr)
 	}
-	if out := k("get", "-n", releaseNamespace, "deployment/infergate", "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
+	if out := c.must(t, "get", "-n", releaseNamespace, "deployment/infergate", "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("the manager's Deployment is left after helm uninstall: %s", out)
 	}
-	if out := k("get", "namespace", "system", "-o", "jsonpath={.metadata.deletionTimestamp}"); out != "" {
+	if out := c.must(t, "get", "namespace", "system", "-o", "jsonpath={.metadata.deletionTimestamp}"); out != "" {
 		t.Errorf("helm uninstall deletes the system workspace (and the Secrets in it): deletionTimestamp %s", out)
 	}
-	k("get", "-n", "system", "secret/ngc-api-key")
+	c.must(t, "get", "-n", "system", "secret/ngc-api-key")
 }

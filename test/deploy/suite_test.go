@@ -196,6 +196,16 @@ func (c *cluster) run(t *testing.T, stdin []byte, args ...string) (string, error
 	return string(out), err
 }
 
+// must runs kubectl as run does and fails the test when kubectl fails.
+func (c *cluster) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(t, nil, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // ensureNamespaces creates namespaces for real, so that namespaced objects can be dry-run.
 func (c *cluster) ensureNamespaces(t *testing.T, names ...string) {
 	t.Helper()
