@@ -17,10 +17,7 @@ limitations under the License.
 package v1alpha1_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,34 +25,13 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/internal/naming"
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
 )
-
-// decodeYAML reads every document of a (multi-document) YAML stream.
-func decodeYAML(t *testing.T, data []byte) []*unstructured.Unstructured {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		err := dec.Decode(&obj.Object)
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatalf("decode YAML: %v", err)
-		}
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
-	}
-}
 
 func TestSamplesAreAccepted(t *testing.T) {
 	ns := namespace(t, "samples")
@@ -73,7 +49,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, obj := range decodeYAML(t, data) {
+		for _, obj := range testutil.DecodeYAML(t, data) {
 			obj.SetNamespace(ns)
 			if err := k8s.Create(context.Background(), obj); err != nil {
 				t.Errorf("%s: %s %s refused: %v", filepath.Base(file), obj.GetKind(), obj.GetName(), err)
@@ -257,7 +233,7 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 	ns := namespace(t, "invalid")
 	for _, tt := range invalidObjects {
 		t.Run(tt.name, func(t *testing.T) {
-			objs := decodeYAML(t, []byte(tt.yaml))
+			objs := testutil.DecodeYAML(t, []byte(tt.yaml))
 			if len(objs) != 1 {
 				t.Fatalf("row has %d objects", len(objs))
 			}

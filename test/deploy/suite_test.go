@@ -29,9 +29,7 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,10 +40,10 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 const (
@@ -419,37 +417,17 @@ func releaseTemplateArgs(release string, extra ...string) []string {
 	return append([]string{"template", release, chartDir, "--namespace", releaseNamespace, "--kube-version", kubeVersion}, extra...)
 }
 
-// parseManifest splits a multi-document YAML stream into objects, skipping empty documents.
+// parseManifest splits a multi-document YAML stream into objects, skipping empty documents;
+// every object must have a kind and a name.
 func parseManifest(t *testing.T, manifest []byte) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := decodeManifest(manifest)
-	if err != nil {
-		t.Fatal(err)
+	objs := testutil.DecodeYAML(t, manifest)
+	for _, o := range objs {
+		if o.GetKind() == "" || o.GetName() == "" {
+			t.Fatalf("parse manifest: a document without kind or metadata.name: %v", o.Object)
+		}
 	}
 	return objs
-}
-
-func decodeManifest(manifest []byte) ([]*unstructured.Unstructured, error) {
-	dec := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		var m map[string]any
-		err := dec.Decode(&m)
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse manifest: %w", err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: m}
-		if u.GetKind() == "" || u.GetName() == "" {
-			return nil, fmt.Errorf("parse manifest: a document without kind or metadata.name: %v", m)
-		}
-		objs = append(objs, u)
-	}
 }
 
 // objectKey identifies an object in messages and maps: Kind namespace/name.
