@@ -19,6 +19,7 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,7 +117,7 @@ func TestChartDefaults(t *testing.T) {
 		"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "Namespace": 1, "Provider": 1,
 	}
-	if got := kinds(objs); !mapsEqual(got, wantKinds) {
+	if got := kinds(objs); !maps.Equal(got, wantKinds) {
 		t.Errorf("kinds rendered with default values: got %v, want %v", got, wantKinds)
 	}
 	for _, o := range objs {
@@ -165,7 +166,7 @@ func TestChartDefaults(t *testing.T) {
 	for _, p := range c.Ports {
 		gotPorts[p.Name] = p.ContainerPort
 	}
-	if !mapsEqual(gotPorts, wantPorts) {
+	if !maps.Equal(gotPorts, wantPorts) {
 		t.Errorf("container ports: got %v, want %v", gotPorts, wantPorts)
 	}
 	if g := pod.TerminationGracePeriodSeconds; g == nil || *g != 45 {
@@ -194,7 +195,7 @@ func TestChartDefaults(t *testing.T) {
 	}
 	if tsc := pod.TopologySpreadConstraints[0]; tsc.TopologyKey != "kubernetes.io/hostname" ||
 		tsc.WhenUnsatisfiable != corev1.ScheduleAnyway || tsc.LabelSelector == nil ||
-		!mapsEqual(tsc.LabelSelector.MatchLabels, dep.Spec.Selector.MatchLabels) {
+		!maps.Equal(tsc.LabelSelector.MatchLabels, dep.Spec.Selector.MatchLabels) {
 		t.Errorf("topologySpreadConstraints[0]: %+v", tsc)
 	}
 
@@ -210,7 +211,7 @@ func TestChartDefaults(t *testing.T) {
 		t.Errorf("metrics Service: want port 8080 to container port metrics, got %+v", metrics.Spec)
 	}
 	for _, svc := range []corev1.Service{gw, metrics} {
-		if !mapsEqual(svc.Spec.Selector, dep.Spec.Selector.MatchLabels) {
+		if !maps.Equal(svc.Spec.Selector, dep.Spec.Selector.MatchLabels) {
 			t.Errorf("Service %s selects %v, the Deployment's pods have %v", svc.Name, svc.Spec.Selector, dep.Spec.Selector.MatchLabels)
 		}
 	}
@@ -642,18 +643,6 @@ func fromUnstructured(t *testing.T, o *unstructured.Unstructured, into any) {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
 		t.Fatalf("decode %s: %v", keyOf(o), err)
 	}
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // diffValues lists the differences between two decoded YAML values, one line per path.
