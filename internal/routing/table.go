@@ -187,6 +187,7 @@ type Table struct {
 	entities   map[Key]*Entity
 	providers  map[Key]*Provider
 	models     map[string][]byte
+	listed     map[string][]*Entity
 	routable   int
 	built      time.Time
 }
@@ -214,6 +215,27 @@ func (t *Table) ModelsJSON(ws string) []byte {
 	return emptyModels
 }
 
+// RoutableEntities returns the routable entities of ws, sorted by name: those that ModelsJSON
+// lists. The slice is shared; nobody may modify it.
+func (t *Table) RoutableEntities(ws string) []*Entity { return t.listed[ws] }
+
+// ModelList returns the OpenAI model list of entities, in their order.
+func ModelList(entities []*Entity) []byte {
+	n := len(emptyModels)
+	for _, e := range entities {
+		n += len(e.ModelJSON) + 1
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, `{"object":"list","data":[`...)
+	for i, e := range entities {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, e.ModelJSON...)
+	}
+	return append(buf, "]}"...)
+}
+
 // HasWorkspace reports whether any entity or provider lives in ws.
 func (t *Table) HasWorkspace(ws string) bool {
 	_, ok := t.workspaces[ws]
@@ -238,7 +260,7 @@ func (t *Table) Built() time.Time { return t.built }
 
 // Empty returns a table that routes nothing.
 func Empty() *Table {
-	return &Table{workspaces: map[string]struct{}{}, entities: map[Key]*Entity{}, providers: map[Key]*Provider{}, models: map[string][]byte{}, built: time.Now()}
+	return &Table{workspaces: map[string]struct{}{}, entities: map[Key]*Entity{}, providers: map[Key]*Provider{}, models: map[string][]byte{}, listed: map[string][]*Entity{}, built: time.Now()}
 }
 
 // New builds a table. Providers of prev with the same key and URL keep their live health.
@@ -251,6 +273,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		entities:   make(map[Key]*Entity, len(spec.Entities)),
 		providers:  make(map[Key]*Provider, len(spec.Providers)),
 		models:     map[string][]byte{},
+		listed:     map[string][]*Entity{},
 		built:      time.Now(),
 	}
 	for i := range spec.Providers {
@@ -263,11 +286,6 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		t.workspaces[p.Workspace] = struct{}{}
 	}
 
-	type listed struct {
-		name string
-		json []byte
-	}
-	perWorkspace := map[string][]listed{}
 	// Served names repeat across entities: quote each once.
 	quoted := map[string][]byte{}
 	quote := func(s string) []byte {
@@ -310,19 +328,12 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		t.workspaces[key.Workspace] = struct{}{}
 		if len(e.Backends) > 0 {
 			t.routable++
-			perWorkspace[es.Workspace] = append(perWorkspace[es.Workspace], listed{es.Name, model})
+			t.listed[es.Workspace] = append(t.listed[es.Workspace], e)
 		}
 	}
-	for ws, list := range perWorkspace {
-		slices.SortFunc(list, func(a, b listed) int { return strings.Compare(a.name, b.name) })
-		buf := []byte(`{"object":"list","data":[`)
-		for i, l := range list {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, l.json...)
-		}
-		t.models[ws] = append(buf, "]}"...)
+	for ws, list := range t.listed {
+		slices.SortFunc(list, func(a, b *Entity) int { return strings.Compare(a.Name, b.Name) })
+		t.models[ws] = ModelList(list)
 	}
 	return t, errs
 }

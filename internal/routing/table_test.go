@@ -109,6 +109,21 @@ func TestNewBuildsLookups(t *testing.T) {
 	if string(table.ModelsJSON("nobody")) != `{"object":"list","data":[]}` {
 		t.Errorf("empty workspace list %s", table.ModelsJSON("nobody"))
 	}
+
+	// The same list, entity by entity, for callers who may see only some of them.
+	routable := table.RoutableEntities("team")
+	if len(routable) != 2 || routable[0].Name != "alpha" || routable[1].Name != "llama" {
+		t.Fatalf("routable entities %v", routable)
+	}
+	if got := ModelList(routable); string(got) != string(table.ModelsJSON("team")) {
+		t.Errorf("ModelList of every routable entity %s, want the workspace's list %s", got, table.ModelsJSON("team"))
+	}
+	if got, want := ModelList(routable[1:]), `{"object":"list","data":[`+string(routable[1].ModelJSON)+`]}`; string(got) != want {
+		t.Errorf("ModelList of one entity %s, want %s", got, want)
+	}
+	if got := ModelList(nil); string(got) != `{"object":"list","data":[]}` {
+		t.Errorf("ModelList of none %s", got)
+	}
 }
 
 func TestHealthCarriesOverWhileTheURLStaysTheSame(t *testing.T) {
