@@ -1,0 +1,216 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package access decides who may call the gateway, the Kubernetes way: a caller's bearer token
+// is checked with a TokenReview and each request with a SubjectAccessReview, both answered by
+// the cluster's API server. It uses k8s.io/apiserver's delegating authenticator and authorizer
+// with their caches (token answers for TokenCacheTTL, allowed and denied decisions for
+// AllowCacheTTL and DenyCacheTTL), the machinery of kube-rbac-proxy and controller-runtime's
+// secure metrics filter.
+//
+// Tokens are never logged, counted by value or kept: the token cache keys on an HMAC of the
+// token, and decisions are keyed on the user's name, groups and extra attributes.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/rest"
+)
+
+// Defaults of Options.
+const (
+	DefaultTokenCacheTTL = time.Minute
+	DefaultAllowCacheTTL = time.Minute
+	DefaultDenyCacheTTL  = 10 * time.Second
+)
+
+// reviewTimeout bounds one review request to the API server.
+const reviewTimeout = 10 * time.Second
+
+// retryBackoff is k8s.io/apiserver's default for delegated authentication and authorization
+// (DefaultAuthWebhookRetryBackoff): about 4 s of retries on transient errors such as a 429 or
+// a reset connection. A refused connection is not retried.
+var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
+
+// Options configure a Checker.
+type Options struct {
+	// Audiences, when set, are the audiences a token must be issued for, such as the audience
+	// of a projected ServiceAccount token. Empty accepts tokens for the API server's own
+	// audiences, such as those of `kubectl create token`.
+	Audiences []string
+	// TokenCacheTTL is how long the answer of a TokenReview is reused. Default 1m.
+	TokenCacheTTL time.Duration
+	// AllowCacheTTL is how long an allowed decision is reused: a removed RoleBinding takes
+	// effect within it. Default 1m.
+	AllowCacheTTL time.Duration
+	// DenyCacheTTL is how long a denied decision is reused: a new RoleBinding takes effect
+	// within it. Default 10s.
+	DenyCacheTTL time.Duration
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+// Checker authenticates and authorizes gateway requests against the API server.
+type Checker struct {
+	authn     authenticator.Request
+	authz     authorizer.Authorizer
+	audiences authenticator.Audiences
+	metrics   *metrics
+}
+
+// New returns a Checker that sends its reviews with cfg's credentials, which must allow
+// creating tokenreviews (authentication.k8s.io) and subjectaccessreviews
+// (authorization.k8s.io).
+func New(cfg *rest.Config, opts Options) (*Checker, error) {
+	if opts.TokenCacheTTL <= 0 {
+		opts.TokenCacheTTL = DefaultTokenCacheTTL
+	}
+	if opts.AllowCacheTTL <= 0 {
+		opts.AllowCacheTTL = DefaultAllowCacheTTL
+	}
+	if opts.DenyCacheTTL <= 0 {
+		opts.DenyCacheTTL = DefaultDenyCacheTTL
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+
+	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview))
+	if err != nil {
+		return nil, fmt.Errorf("token review client: %w", err)
+	}
+	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
+		Anonymous:                &apiserver.AnonymousAuthConfig{Enabled: false},
+		TokenAccessReviewClient:  tokenReviews,
+		TokenAccessReviewTimeout: reviewTimeout,
+		WebhookRetryBackoff:      &retryBackoff,
+		CacheTTL:                 opts.TokenCacheTTL,
+		APIAudiences:             opts.Audiences,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("authenticator: %w", err)
+	}
+
+	accessReviews, err := authorizationv1.NewForConfig(reviewConfig(cfg, m, kindAccessReview))
+	if err != nil {
+		return nil, fmt.Errorf("subject access review client: %w", err)
+	}
+	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: accessReviews,
+		AllowCacheTTL:             opts.AllowCacheTTL,
+		DenyCacheTTL:              opts.DenyCacheTTL,
+		WebhookRetryBackoff:       &retryBackoff,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("authorizer: %w", err)
+	}
+	return &Checker{authn: authn, authz: authz, audiences: opts.Audiences, metrics: m}, nil
+}
+
+// reviewConfig is cfg for one kind of review: its own rate limit, high enough that listing
+// models one entity at a time is not held back by the manager's controller limit, and a
+// transport that counts the reviews and tells a request that its decision was not cached.
+func reviewConfig(cfg *rest.Config, m *metrics, kind string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = 1000, 2000
+	c.Timeout = reviewTimeout
+	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &reviewTransport{next: rt, kind: kind, metrics: m}
+	})
+	return c
+}
+
+// Authenticate returns the user whose bearer token r carries. ok is false when r carries no
+// token or one the API server refuses (expired, revoked, for another audience); err is set
+// when the API server could not be asked, so that the caller can tell an outage from a refusal.
+func (c *Checker) Authenticate(r *http.Request) (u user.Info, ok bool, err error) {
+	if len(c.audiences) > 0 {
+		r = r.WithContext(authenticator.WithAudiences(r.Context(), c.audiences))
+	}
+	resp, ok, err := c.authn.AuthenticateRequest(r)
+	switch {
+	case ok:
+		c.metrics.decide(stepAuthentication, decisionAllowed)
+		return resp.User, true, nil
+	case err != nil && unavailable(err):
+		c.metrics.decide(stepAuthentication, decisionError)
+		return nil, false, fmt.Errorf("review the bearer token: %w", err)
+	default:
+		c.metrics.decide(stepAuthentication, decisionDenied)
+		return nil, false, nil
+	}
+}
+
+// Authorize reports whether a may be done. reason is the authorizer's explanation, often
+// empty. err is set when the API server could not be asked: that is never an allow.
+func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
+	var sent reviewSent
+	decision, reason, err := c.authz.Authorize(context.WithValue(ctx, reviewSentKey{}, &sent), a)
+	c.metrics.cached(cacheDecision, !sent.Load())
+	switch {
+	case err != nil:
+		c.metrics.decide(stepAuthorization, decisionError)
+		return false, reason, fmt.Errorf("review access: %w", err)
+	case decision == authorizer.DecisionAllow:
+		c.metrics.decide(stepAuthorization, decisionAllowed)
+		return true, reason, nil
+	default:
+		c.metrics.decide(stepAuthorization, decisionDenied)
+		return false, reason, nil
+	}
+}
+
+// unavailable reports whether err says that the API server could not answer (unreachable,
+// timed out, overloaded, or refusing the manager itself), rather than that it refused a token.
+// A refused token comes back as the plain error text of the review's status.
+func unavailable(err error) bool {
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors() {
+			if unavailable(e) {
+				return true
+			}
+		}
+		return false
+	}
+	var (
+		netErr    net.Error
+		urlErr    *url.Error
+		apiStatus apierrors.APIStatus
+	)
+	return errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.As(err, &apiStatus) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,275 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package access_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/infergate/infergate/internal/access"
+	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
+)
+
+var (
+	cfg       *rest.Config
+	clientset *kubernetes.Clientset
+)
+
+func TestMain(m *testing.M) {
+	env, err := testenv.Start(testenv.Options{WithoutCRDs: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cfg = env.Config
+	clientset = kubernetes.NewForConfigOrDie(cfg)
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// serviceAccount creates a ServiceAccount and returns a token for it from the TokenRequest
+// API, for the given audiences (none: the API server's own).
+func serviceAccount(t *testing.T, ns, name string, audiences ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := clientset.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
+		if _, err := clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := clientset.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+func bearer(token string) *http.Request {
+	r, _ := http.NewRequest(http.MethodGet, "http://gateway.test/", nil)
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	return r
+}
+
+func newChecker(t *testing.T, c *rest.Config, opts access.Options) (*access.Checker, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	ch, err := access.New(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch, reg
+}
+
+func TestAuthenticate(t *testing.T) {
+	plain := serviceAccount(t, "authn", "app")
+	bound := serviceAccount(t, "authn", "bound", "infergate")
+	anyAudience, reg := newChecker(t, cfg, access.Options{})
+	audience, _ := newChecker(t, cfg, access.Options{Audiences: []string{"infergate"}})
+
+	tests := []struct {
+		name    string
+		checker *access.Checker
+		token   string
+		user    string // empty: refused
+	}{
+		{"no token", anyAudience, "", ""},
+		{"a token the API server never issued", anyAudience, "not-a-kubernetes-token", ""},
+		{"a forged token", anyAudience, plain[:len(plain)-4] + "AAAA", ""},
+		{"a ServiceAccount token", anyAudience, plain, "system:serviceaccount:authn:app"},
+		{"a token for another audience", anyAudience, bound, ""},
+		{"a projected token for the gateway's audience", audience, bound, "system:serviceaccount:authn:bound"},
+		{"a token for the API server, where the gateway wants its own audience", audience, plain, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, ok, err := tt.checker.Authenticate(bearer(tt.token))
+			if err != nil {
+				t.Fatalf("a refusal must not look like an outage: %v", err)
+			}
+			switch {
+			case tt.user == "" && ok:
+				t.Errorf("accepted as %q", u.GetName())
+			case tt.user != "" && (!ok || u.GetName() != tt.user):
+				t.Errorf("got %v %v, want user %q", u, ok, tt.user)
+			}
+			if ok && !slices.Contains(u.GetGroups(), "system:authenticated") {
+				t.Errorf("groups %v lack system:authenticated", u.GetGroups())
+			}
+		})
+	}
+
+	// The answer is cached: the same token again costs no TokenReview.
+	before := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "TokenReview")
+	for i := 0; i < 3; i++ {
+		if _, ok, _ := anyAudience.Authenticate(bearer(plain)); !ok {
+			t.Fatal("refused on a second look")
+		}
+	}
+	if after := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "TokenReview"); after != before {
+		t.Errorf("%v TokenReviews for a cached token", after-before)
+	}
+	if hits := value(t, reg, "infergate_gateway_auth_cache_requests_total", "cache", "token", "result", "hit"); hits < 3 {
+		t.Errorf("token cache hits %v, want at least 3", hits)
+	}
+	if v := value(t, reg, "infergate_gateway_auth_decisions_total", "step", "authentication", "decision", "denied"); v != 4 {
+		t.Errorf("denied authentications %v, want 4", v)
+	}
+}
+
+func TestAuthorizeFollowsRBAC(t *testing.T) {
+	ctx := context.Background()
+	token := serviceAccount(t, "authz-a", "app")
+	serviceAccount(t, "authz-b", "other")
+	checker, _ := newChecker(t, cfg, access.Options{})
+	u := caller(t, token)
+	call := func(ns, verb string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: u, Verb: verb, Namespace: ns, APIGroup: "inference.infergate.dev",
+			Resource: "modelentities", Subresource: "proxy", Name: "llama", ResourceRequest: true}
+	}
+	if allowed, _, err := checker.Authorize(ctx, call("authz-a", "create")); allowed || err != nil {
+		t.Fatalf("allowed %v, err %v before any RoleBinding", allowed, err)
+	}
+
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "call", Namespace: "authz-a"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}
+	if _, err := clientset.RbacV1().Roles("authz-a").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "call", Namespace: "authz-a"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "call"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "app", Namespace: "authz-a"}}}
+	if _, err := clientset.RbacV1().RoleBindings("authz-a").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh checker: the first one cached the denial.
+	checker, reg := newChecker(t, cfg, access.Options{})
+	tests := []struct {
+		ns, verb string
+		allowed  bool
+	}{
+		{"authz-a", "create", true},
+		{"authz-a", "get", false},
+		{"authz-b", "create", false},
+	}
+	for _, tt := range tests {
+		for i := 0; i < 2; i++ {
+			allowed, _, err := checker.Authorize(ctx, call(tt.ns, tt.verb))
+			if err != nil || allowed != tt.allowed {
+				t.Errorf("%s in %s: allowed %v, err %v; want %v", tt.verb, tt.ns, allowed, err, tt.allowed)
+			}
+		}
+	}
+	if hits, misses := value(t, reg, "infergate_gateway_auth_cache_requests_total", "cache", "decision", "result", "hit"),
+		value(t, reg, "infergate_gateway_auth_cache_requests_total", "cache", "decision", "result", "miss"); hits != 3 || misses != 3 {
+		t.Errorf("decision cache: %v hits, %v misses; want 3 and 3", hits, misses)
+	}
+	if v := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "SubjectAccessReview", "code", "201"); v != 3 {
+		t.Errorf("%v SubjectAccessReviews sent, want 3", v)
+	}
+}
+
+// An API server that cannot be reached is an error, never an allow nor a refused token.
+func TestUnreachableAPIServer(t *testing.T) {
+	token := serviceAccount(t, "unreachable", "app")
+	dead := rest.CopyConfig(cfg)
+	dead.Host = "https://" + testutil.FreeAddr(t)
+	checker, reg := newChecker(t, dead, access.Options{})
+	if _, ok, err := checker.Authenticate(bearer(token)); ok || err == nil {
+		t.Errorf("authenticate without an API server: ok %v, err %v; want an error", ok, err)
+	} else if strings.Contains(err.Error(), token) {
+		t.Error("the error carries the token")
+	}
+	u := caller(t, token)
+	allowed, _, err := checker.Authorize(context.Background(), authorizer.AttributesRecord{User: u, Verb: "get", Namespace: "unreachable",
+		APIGroup: "inference.infergate.dev", Resource: "modelentities", Subresource: "proxy", ResourceRequest: true})
+	if allowed || err == nil {
+		t.Errorf("authorize without an API server: allowed %v, err %v; want an error", allowed, err)
+	}
+	for _, step := range []string{"authentication", "authorization"} {
+		if v := value(t, reg, "infergate_gateway_auth_decisions_total", "step", step, "decision", "error"); v != 1 {
+			t.Errorf("%s errors %v, want 1", step, v)
+		}
+	}
+}
+
+// caller authenticates token with a checker of the live API server.
+func caller(t *testing.T, token string) user.Info {
+	t.Helper()
+	checker, _ := newChecker(t, cfg, access.Options{})
+	u, ok, err := checker.Authenticate(bearer(token))
+	if !ok || err != nil {
+		t.Fatalf("authenticate: %v %v", ok, err)
+	}
+	return u
+}
+
+// value sums the samples of a counter whose labels include the given name/value pairs.
+func value(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for i := 0; i < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
