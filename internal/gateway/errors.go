@@ -18,8 +18,14 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/infergate/infergate/internal/naming"
 )
@@ -110,8 +116,49 @@ func errUpstreamAuth(id string, status int) *apiError {
 	return &apiError{http.StatusBadGateway, "upstream_auth", "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider"}
 }
 
+func errUnauthenticated(sent bool) *apiError {
+	if !sent {
+		return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: send a Kubernetes bearer token as the API key (Authorization: Bearer <token>), such as a ServiceAccount token from `kubectl create token`."}
+	}
+	return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: the Kubernetes API server did not accept the bearer token; it may have expired, been revoked, or have been issued for another audience."}
+}
+
+func errAccessUnavailable() *apiError {
+	return &apiError{http.StatusServiceUnavailable, "access_unavailable", "The Kubernetes API server could not be asked whether this request is allowed; try again shortly."}
+}
+
+// errForbidden words a denial as the API server does, naming the user, verb, resource and
+// workspace: `modelentities.inference.infergate.dev "llama" is forbidden: User "alice" cannot
+// create resource "modelentities/proxy" in API group "inference.infergate.dev" in the
+// namespace "team"`.
+func errForbidden(a authorizer.AttributesRecord, reason string) *apiError {
+	name := ""
+	if a.User != nil {
+		name = a.User.GetName()
+	}
+	var msg string
+	if a.ResourceRequest {
+		resource := a.Resource
+		if a.Subresource != "" {
+			resource += "/" + a.Subresource
+		}
+		msg = fmt.Sprintf("User %q cannot %s resource %q in API group %q in the namespace %q", name, a.Verb, resource, a.APIGroup, a.Namespace)
+	} else {
+		msg = fmt.Sprintf("User %q cannot %s path %q", name, a.Verb, a.Path)
+	}
+	if reason != "" {
+		msg += ": " + reason
+	}
+	err := apierrors.NewForbidden(schema.GroupResource{Group: a.APIGroup, Resource: a.Resource}, a.Name, errors.New(msg))
+	return &apiError{http.StatusForbidden, "forbidden", err.Error()}
+}
+
 func errorType(status int) string {
 	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
 	case status == http.StatusTooManyRequests:
 		return "rate_limit_error"
 	case status >= 500:

@@ -83,7 +83,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics on the gateway port; nil disables that route.
 	Gatherer prometheus.Gatherer
-	// Log receives upstream errors at V(1). Keys and bodies are never logged.
+	// Access authenticates callers and authorizes every request (--gateway-auth=kubernetes);
+	// nil serves every caller (--gateway-auth=none). /metrics then needs `get` on its path.
+	Access Access
+	// Log receives upstream errors at V(1). Keys, tokens and bodies are never logged.
 	Log logr.Logger
 }
 
@@ -94,7 +97,8 @@ type Gateway struct {
 	proxy      *httputil.ReverseProxy
 	metrics    *metrics
 	metricsH   http.Handler
-	transports sync.Map // transportKey → *http.Transport
+	handler    http.Handler // the routes, behind authentication when Access is set
+	transports sync.Map     // transportKey → *http.Transport
 	log        logr.Logger
 }
 
@@ -121,6 +125,10 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log}
 	if opts.Gatherer != nil {
 		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+	}
+	g.handler = http.HandlerFunc(g.route)
+	if opts.Access != nil {
+		g.handler = g.withAuthentication(g.handler)
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
@@ -183,7 +191,8 @@ func fromContext(ctx context.Context) *proxyRequest {
 	return pr
 }
 
-// ServeHTTP routes a request.
+// ServeHTTP answers the probes, gives the request its id, then serves it through the
+// handler chain: authentication (when Access is set), then the routes.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
@@ -196,18 +205,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 		return
-	case "/metrics":
-		if g.metricsH != nil {
-			g.metricsH.ServeHTTP(w, r)
-			return
-		}
 	}
 	requestID := r.Header.Get("X-Request-Id")
 	if !validRequestID(requestID) {
 		requestID = newRequestID()
 	}
-	w.Header().Set("X-Request-Id", requestID)
+	w.Header()["X-Request-Id"] = []string{requestID}
+	g.handler.ServeHTTP(w, r)
+}
 
+// route serves /metrics and the gateway routes.
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" && g.metricsH != nil {
+		if e := g.authorizePath(r); e != nil {
+			writeError(w, e)
+			return
+		}
+		g.metricsH.ServeHTTP(w, r)
+		return
+	}
 	rt := parsePath(r.Method, r.URL.EscapedPath())
 	if rt.kind == routeUnknown {
 		g.fail(w, r, rt, "", errUnknownRoute())
@@ -224,7 +240,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.kind {
 	case routeModelsList:
-		g.writeJSON(w, r, rt, ws, table.ModelsJSON(rt.workspace))
+		g.listModels(w, r, rt, ws, table)
 	case routeModelsGet:
 		name := rt.name
 		if strings.IndexByte(name, '%') >= 0 {
@@ -234,8 +250,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		name = strings.TrimPrefix(name, rt.workspace+"/")
+		if !naming.Valid(name) {
+			g.fail(w, r, rt, ws, errModelNotFound(rt.workspace+"/"+name))
+			return
+		}
+		if e := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, name); e != nil {
+			g.fail(w, r, rt, ws, e)
+			return
+		}
 		e, ok := table.Entity(rt.workspace, name)
-		if !naming.Valid(name) || !ok || len(e.Backends) == 0 {
+		if !ok || len(e.Backends) == 0 {
 			g.fail(w, r, rt, ws, errModelNotFound(rt.workspace+"/"+name))
 			return
 		}
@@ -245,6 +269,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, r, rt, ws, errInvalidName("name"))
 			return
 		}
+		if e := g.authorize(r, rt.workspace, "get", resourceProviders, "", rt.name); e != nil {
+			g.fail(w, r, rt, ws, e)
+			return
+		}
 		p, ok := table.Provider(rt.workspace, rt.name)
 		if !ok || !p.Ready {
 			g.fail(w, r, rt, ws, errProviderNotReady(rt.workspace+"/"+rt.name))
@@ -252,7 +280,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.writeJSON(w, r, rt, ws, p.ReadyJSON)
 	default:
-		g.serveProxy(w, r, rt, table, requestID)
+		g.serveProxy(w, r, rt, table, w.Header()["X-Request-Id"][0])
 	}
 }
 
@@ -271,6 +299,12 @@ func (g *Gateway) writeJSON(w http.ResponseWriter, r *http.Request, rt route, ws
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt route, ws string, e *apiError) {
 	writeError(w, e)
 	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), codeLabel(e.status)).Inc()
+}
+
+// failUnrouted answers an error decided before routing, such as 401, and counts it by the
+// route the path names, without a workspace: nothing the caller sent is trusted as a label.
+func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiError) {
+	g.fail(w, r, parsePath(r.Method, r.URL.EscapedPath()), "", e)
 }
 
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID string) {
@@ -313,6 +347,9 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		if !naming.Valid(rt.name) {
 			return errInvalidName("name")
 		}
+		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceProviders, subresourceProxy, rt.name); e != nil {
+			return e
+		}
 		p, ok := table.Provider(rt.workspace, rt.name)
 		if !ok {
 			return errProviderNotFound(rt.workspace + "/" + rt.name)
@@ -331,6 +368,9 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 	case routeEntity:
 		if !naming.Valid(rt.name) {
 			return errInvalidName("name")
+		}
+		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceModelEntities, subresourceProxy, rt.name); e != nil {
+			return e
 		}
 		e, ok := table.Entity(rt.workspace, rt.name)
 		if !ok {
@@ -366,19 +406,22 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		if !ok {
 			return errNoModel("'model' must be a string")
 		}
-		name := model
-		if ws, rest, found := strings.Cut(string(model), "/"); found {
+		entity := string(model)
+		if ws, rest, found := strings.Cut(entity, "/"); found {
 			if ws != rt.workspace {
 				return errWorkspaceMismatch(ws, rt.workspace)
 			}
-			name = []byte(rest)
+			entity = rest
 		}
-		if !naming.Valid(string(name)) {
+		if !naming.Valid(entity) {
 			return errInvalidName("model")
 		}
-		e, ok := table.Entity(rt.workspace, string(name))
+		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceModelEntities, subresourceProxy, entity); e != nil {
+			return e
+		}
+		e, ok := table.Entity(rt.workspace, entity)
 		if !ok {
-			return errEntityNotFound(rt.workspace + "/" + string(name))
+			return errEntityNotFound(rt.workspace + "/" + entity)
 		}
 		pr.entity = e
 		if len(e.Backends) == 0 {

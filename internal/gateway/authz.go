@@ -1,0 +1,151 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/infergate/infergate/internal/routing"
+)
+
+// The resources that gateway requests are authorized against, in the path's workspace, as the
+// API server's own services/proxy and pods/proxy: `kubectl auth can-i create
+// modelentities/proxy -n team` answers whether a caller may send chat completions there.
+const (
+	apiGroup              = "inference.infergate.dev"
+	resourceModelEntities = "modelentities"
+	resourceProviders     = "providers"
+	subresourceProxy      = "proxy"
+)
+
+// listReviewConcurrency bounds the SubjectAccessReviews in flight for one model list.
+const listReviewConcurrency = 16
+
+// verbOf maps an HTTP method to the verb it is authorized as, as the API server does for its
+// proxy subresources. Other methods are their lower-case names, which RBAC grants only when a
+// rule names them.
+func verbOf(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return "get"
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(method)
+}
+
+// authorize answers nil when the caller of r may use verb on resource/subresource name in
+// workspace ws, or when the gateway does not authorize; else 403, or 503 when the cluster
+// could not be asked. The workspace is always the path's: an entity served by a provider of
+// the system workspace needs rights on the entity only.
+func (g *Gateway) authorize(r *http.Request, ws, verb, resource, subresource, name string) *apiError {
+	if g.opts.Access == nil {
+		return nil
+	}
+	return g.decide(r, authorizer.AttributesRecord{User: userFrom(r.Context()), Verb: verb, Namespace: ws,
+		APIGroup: apiGroup, Resource: resource, Subresource: subresource, Name: name, ResourceRequest: true})
+}
+
+// authorizePath is authorize for a path that is not a resource, such as /metrics.
+func (g *Gateway) authorizePath(r *http.Request) *apiError {
+	if g.opts.Access == nil {
+		return nil
+	}
+	return g.decide(r, authorizer.AttributesRecord{User: userFrom(r.Context()), Verb: verbOf(r.Method), Path: r.URL.Path})
+}
+
+func (g *Gateway) decide(r *http.Request, a authorizer.AttributesRecord) *apiError {
+	allowed, reason, err := g.opts.Access.Authorize(r.Context(), a)
+	switch {
+	case err != nil:
+		g.log.V(1).Info("authorization failed: the API server could not be asked", "error", err.Error())
+		return errAccessUnavailable()
+	case !allowed:
+		return errForbidden(a, reason)
+	}
+	return nil
+}
+
+// listModels answers the model list of a workspace with the entities that the caller may get
+// through modelentities/proxy. One review without a name settles callers who may get them all;
+// for the others, each routable entity is reviewed by name (answers are cached), and a caller
+// who may get none of them is answered 403.
+func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, ws string, table *routing.Table) {
+	all := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, "")
+	if all == nil {
+		g.writeJSON(w, r, rt, ws, table.ModelsJSON(rt.workspace))
+		return
+	}
+	if all.status != http.StatusForbidden {
+		g.fail(w, r, rt, ws, all)
+		return
+	}
+	entities := table.RoutableEntities(rt.workspace)
+	allowed := make([]bool, len(entities))
+	var (
+		wg     sync.WaitGroup
+		next   = make(chan int)
+		failed = make(chan *apiError, 1)
+	)
+	for range min(listReviewConcurrency, len(entities)) {
+		wg.Go(func() {
+			for i := range next {
+				switch e := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, entities[i].Name); {
+				case e == nil:
+					allowed[i] = true
+				case e.status != http.StatusForbidden:
+					select {
+					case failed <- e:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range entities {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case e := <-failed:
+		g.fail(w, r, rt, ws, e) // a partial list would hide entities without saying so
+		return
+	default:
+	}
+	visible := make([]*routing.Entity, 0, len(entities))
+	for i, e := range entities {
+		if allowed[i] {
+			visible = append(visible, e)
+		}
+	}
+	if len(visible) == 0 {
+		g.fail(w, r, rt, ws, all)
+		return
+	}
+	g.writeJSON(w, r, rt, ws, routing.ModelList(visible))
+}
