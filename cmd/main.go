@@ -44,6 +44,7 @@ import (
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/controllers"
+	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/discovery"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
@@ -65,6 +66,8 @@ type options struct {
 	gatewayShutdown         time.Duration
 	gatewayShutdownDelay    time.Duration
 	gatewayTimeouts         routing.Timeouts
+	gatewayAuth             string
+	gatewayAuthOptions      access.Options
 	leaderElect             bool
 	leaderElectionID        string
 	leaderElectionNamespace string
@@ -109,6 +112,11 @@ account or ~/.kube/config, in that order.`,
 	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
 	f.DurationVar(&o.gatewayTimeouts.ResponseHeader, "gateway-response-header-timeout", gateway.DefaultTimeouts.ResponseHeader, "default wait for upstream response headers, for providers that set none")
 	f.DurationVar(&o.gatewayTimeouts.StreamIdle, "gateway-stream-idle-timeout", gateway.DefaultTimeouts.StreamIdle, "default limit on upstream silence within a response, for providers that set none")
+	f.StringVar(&o.gatewayAuth, "gateway-auth", authKubernetes, `who may call the gateway: "kubernetes" (a bearer token checked with a TokenReview, each request authorized with a SubjectAccessReview in the path's workspace) or "none" (anyone who reaches it)`)
+	f.StringSliceVar(&o.gatewayAuthOptions.Audiences, "gateway-auth-audiences", nil, "audiences a caller's token must be issued for, such as the audience of a projected ServiceAccount token (default: the API server's own)")
+	f.DurationVar(&o.gatewayAuthOptions.TokenCacheTTL, "gateway-auth-token-cache-ttl", access.DefaultTokenCacheTTL, "how long the answer of a TokenReview is reused: a deleted ServiceAccount's token keeps working this long")
+	f.DurationVar(&o.gatewayAuthOptions.AllowCacheTTL, "gateway-auth-allow-cache-ttl", access.DefaultAllowCacheTTL, "how long an allowed decision is reused: a removed RoleBinding takes effect within it")
+	f.DurationVar(&o.gatewayAuthOptions.DenyCacheTTL, "gateway-auth-deny-cache-ttl", access.DefaultDenyCacheTTL, "how long a denied decision is reused: a new RoleBinding takes effect within it")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -134,10 +142,19 @@ func newScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// The values of --gateway-auth.
+const (
+	authKubernetes = "kubernetes"
+	authNone       = "none"
+)
+
 func run(ctx context.Context, o options) error {
 	log, err := logging.New(os.Stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	if o.gatewayAuth != authKubernetes && o.gatewayAuth != authNone {
+		return fmt.Errorf("--gateway-auth=%q: want %q or %q", o.gatewayAuth, authKubernetes, authNone)
 	}
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
@@ -179,6 +196,18 @@ func run(ctx context.Context, o options) error {
 		setupLog.Info("the cluster has no Gateway API ReferenceGrant CRD: references to providers in other namespaces than the system workspace are refused")
 	}
 
+	var checker gateway.Access
+	if o.gatewayAuth == authKubernetes {
+		o.gatewayAuthOptions.Registerer = ctrlmetrics.Registry
+		c, err := access.New(cfg, o.gatewayAuthOptions)
+		if err != nil {
+			return fmt.Errorf("gateway authentication: %w", err)
+		}
+		checker = c
+	} else {
+		setupLog.Info("the gateway authenticates no one (--gateway-auth=none): whoever reaches it may call every model and provider with their keys")
+	}
+
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
 		Store:        store,
@@ -187,6 +216,7 @@ func run(ctx context.Context, o options) error {
 		Timeouts:     o.gatewayTimeouts,
 		Registerer:   ctrlmetrics.Registry,
 		Gatherer:     ctrlmetrics.Registry,
+		Access:       checker,
 		Log:          log.WithName("gateway"),
 	})
 	if err != nil {
@@ -228,7 +258,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect, "gateway", o.gatewayAddr)
+	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect, "gateway", o.gatewayAddr, "gatewayAuth", o.gatewayAuth)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}

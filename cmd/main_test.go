@@ -56,6 +56,13 @@ func TestManagerBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
+	t.Run("refuses an unknown --gateway-auth", func(t *testing.T) {
+		out, err := exec.Command(bin, "--kubeconfig", kubeconfig, "--gateway-auth", "oidc").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `--gateway-auth="oidc": want "kubernetes" or "none"`) {
+			t.Errorf("err %v, output:\n%s", err, out)
+		}
+	})
+
 	t.Run("exits with a clear message when the CRDs are missing", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -107,16 +114,20 @@ func TestManagerBinary(t *testing.T) {
 			_ = cmd.Process.Kill()
 		}()
 
-		for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics", "http://" + gw + "/healthz",
-			"http://" + gw + "/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models"} {
+		models := "http://" + gw + "/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models"
+		for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics", "http://" + gw + "/healthz", models} {
+			want := http.StatusOK
+			if url == models {
+				want = http.StatusUnauthorized // --gateway-auth=kubernetes by default, and no token
+			}
 			waitFor(t, 30*time.Second, func() error {
 				resp, err := http.Get(url)
 				if err != nil {
 					return err
 				}
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("%s: %s", url, resp.Status)
+				if resp.StatusCode != want {
+					return fmt.Errorf("%s: %s, want %d", url, resp.Status, want)
 				}
 				return nil
 			})
@@ -127,8 +138,10 @@ func TestManagerBinary(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if !strings.Contains(string(body), "infergate_gateway_routable_entities") {
-			t.Error("the manager's /metrics does not serve the gateway's metrics")
+		for _, name := range []string{"infergate_gateway_routable_entities", `infergate_gateway_auth_decisions_total{decision="denied",step="authentication"} 1`} {
+			if !strings.Contains(string(body), name) {
+				t.Errorf("the manager's /metrics has no %s", name)
+			}
 		}
 		waitFor(t, 30*time.Second, func() error {
 			var lease coordinationv1.Lease
@@ -145,12 +158,12 @@ func TestManagerBinary(t *testing.T) {
 			}
 			return nil
 		})
-		resp, err = http.Get("http://" + gw + "/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models")
+		resp, err = http.Get(models)
 		if err != nil {
 			t.Fatalf("a request within the shutdown delay: %v", err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("a request within the shutdown delay: %s", resp.Status)
 		}
 		select {

@@ -82,6 +82,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// The manager reviews tokens and access for the gateway, and nothing more.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // Checker authenticates and authorizes gateway requests against the API server.
 type Checker struct {
 	authn     authenticator.Request
