@@ -44,9 +44,10 @@ func TestManifestsAreAccepted(t *testing.T) {
 	}
 }
 
-// authWarning is what NOTES.txt says when the gateway is exposed outside the cluster.
-const authWarning = "WARNING: the gateway does not authenticate clients: put authentication in front of it " +
-	"(your Gateway implementation's policy, e.g. an API-key or JWT policy) before exposing it."
+// authWarning is what NOTES.txt says first when the gateway authenticates no one
+// (gateway.auth.mode=none).
+const authWarning = "WARNING: the gateway does not authenticate clients (gateway.auth.mode=none): anyone who reaches " +
+	"it spends your Providers' API keys through the openai, model and provider routes."
 
 // TestChartInstallDryRun runs `helm install --dry-run=server` against the API server: helm checks
 // the chart's kubeVersion against the server's version and the objects against the server's
@@ -55,8 +56,8 @@ const authWarning = "WARNING: the gateway does not authenticate clients: put aut
 // alone, since helm cannot adopt a namespace it did not create.
 //
 // NOTES.txt is compared with whitespace runs as single spaces; its steps must come in order
-// (the Secret, then a ModelEntity, then the calls), and it warns whenever the gateway is
-// exposed outside the cluster, which it is not by default.
+// (the Secret, then a ModelEntity, then a token, then the calls), and it opens with a warning
+// whenever the gateway authenticates no one, which it does by default.
 func TestChartInstallDryRun(t *testing.T) {
 	c := apiServer(t)
 	tests := []struct {
@@ -72,13 +73,17 @@ func TestChartInstallDryRun(t *testing.T) {
 		provider:  "nvidia-build",
 		notes: []string{
 			"infergate is installed in namespace infergate-system, image ghcr.io/infergate/infergate:0.1.0.",
+			"Every gateway request needs a bearer token that the cluster accepts (an OpenAI SDK's api_key), and RBAC in the request's workspace (namespace): bind infergate-model-user to call models",
 			"kubectl create secret generic ngc-api-key -n system --from-literal=api-key=nvapi-...",
 			"kubectl -n system wait --for=condition=Ready provider/nvidia-build",
 			"kubectl apply -f - <<EOF apiVersion: inference.infergate.dev/v1alpha1 kind: ModelEntity metadata: name: llama-3-1-8b-instruct namespace: default spec: servedModelName: meta/llama-3.1-8b-instruct EOF",
+			"kubectl -n default create serviceaccount my-app",
+			"kubectl -n default create rolebinding my-app-calls-models --clusterrole=infergate-model-user --serviceaccount=default:my-app",
+			"export TOKEN=$(kubectl -n default create token my-app)",
 			"kubectl -n infergate-system port-forward service/infergate-gateway 8000:80",
-			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models",
+			`curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models -H "Authorization: Bearer $TOKEN"`,
 			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/chat/completions",
-			`-d '{"model":"default/llama-3-1-8b-instruct","messages":[{"role":"user","content":"Hello!"}]}'`,
+			`-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \ -d '{"model":"default/llama-3-1-8b-instruct","messages":[{"role":"user","content":"Hello!"}]}'`,
 			"http://localhost:8000/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 			"http://infergate-gateway.infergate-system.svc/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 		},
@@ -89,8 +94,8 @@ func TestChartInstallDryRun(t *testing.T) {
 		provider:  "build",
 		notes: []string{
 			"infergate is installed in namespace infergate-system, image ghcr.io/infergate/infergate@sha256:0123456789abcdef",
-			"It is exposed by the HTTPRoute ig and the LoadBalancer Service ig-gateway:",
-			"A LoadBalancer Service has no such policy",
+			"bind ig-model-user to call models, ig-model-viewer for GET requests only, ig-provider-user for the provider route.",
+			"It is exposed by the HTTPRoute ig and the LoadBalancer Service ig-gateway: the same checks apply there.",
 			"kubectl create secret generic nvidia-key -n shared-models --from-literal=token=nvapi-...",
 			"name: llama-3-1-8b-instruct namespace: default spec: servedModelName: meta/llama-3.1-8b-instruct",
 			"kubectl -n infergate-system port-forward service/ig-gateway 8000:8000",
@@ -98,16 +103,17 @@ func TestChartInstallDryRun(t *testing.T) {
 			"http://ig-gateway.infergate-system.svc:8000/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 			"https://inference.example.com/apis/inference-gateway/v2/workspaces/<ws>/openai/-/v1",
 		},
-		warns: true,
 	}, {
-		name:      "NodePort Service, an allow-list without Llama 3.1 8B",
-		args:      []string{"--set", "service.type=NodePort", "--set", "systemWorkspace.nvidiaBuild.enabledModels={mistralai/Mixtral_8x22B.Instruct}"},
+		name:      "no authentication, a NodePort Service, an allow-list without Llama 3.1 8B",
+		args:      []string{"--set", "gateway.auth.mode=none", "--set", "service.type=NodePort", "--set", "systemWorkspace.nvidiaBuild.enabledModels={mistralai/Mixtral_8x22B.Instruct}"},
 		workspace: "system",
 		provider:  "nvidia-build",
 		notes: []string{
-			"It is exposed by the NodePort Service infergate-gateway:",
+			"It is exposed by the NodePort Service infergate-gateway: put authentication in front of it (your Gateway implementation's policy, e.g. an API-key or JWT policy), or set gateway.auth.mode=kubernetes.",
+			"A NodePort Service has no such policy: keep its address on a private network.",
 			"name: mixtral-8x22b-instruct namespace: default spec: servedModelName: mistralai/Mixtral_8x22B.Instruct",
-			`-d '{"model":"default/mixtral-8x22b-instruct",`,
+			"curl http://localhost:8000/apis/inference-gateway/v2/workspaces/default/openai/-/v1/models curl",
+			`-H 'Content-Type: application/json' \ -d '{"model":"default/mixtral-8x22b-instruct",`,
 		},
 		warns: true,
 	}}
@@ -149,7 +155,7 @@ func TestChartInstallDryRun(t *testing.T) {
 			}
 			switch i := strings.Index(flat, authWarning); {
 			case !tt.warns && i >= 0:
-				t.Errorf("NOTES.txt warns that the gateway does not authenticate clients, which is not exposed:\n%s", notes)
+				t.Errorf("NOTES.txt warns that the gateway does not authenticate clients, which it does:\n%s", notes)
 			case tt.warns && (i < 0 || i > strings.Index(flat, "Check the manager")):
 				t.Errorf("NOTES.txt does not open with the warning %q:\n%s", authWarning, notes)
 			}

@@ -114,7 +114,7 @@ func TestChartDefaults(t *testing.T) {
 	objs := parseManifest(t, helmTemplate(t))
 
 	wantKinds := map[string]int{
-		"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+		"ServiceAccount": 1, "ClusterRole": 5, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "Namespace": 1, "Provider": 1,
 	}
 	if got := kinds(objs); !maps.Equal(got, wantKinds) {
@@ -155,7 +155,7 @@ func TestChartDefaults(t *testing.T) {
 	for _, arg := range []string{
 		"--leader-elect", "--gateway-bind-address=:8000", "--metrics-bind-address=:8080",
 		"--health-probe-bind-address=:8081", "--system-workspace=system", "--log-level=info", "--log-format=json",
-		"--gateway-shutdown-delay=5s",
+		"--gateway-shutdown-delay=5s", "--gateway-auth=kubernetes",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -264,6 +264,8 @@ func TestChartAllOptions(t *testing.T) {
 		"--gateway-max-body-bytes=67108864", "--gateway-max-attempts=5", "--gateway-connect-timeout=2s",
 		"--gateway-response-header-timeout=10m", "--gateway-stream-idle-timeout=90s",
 		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
+		"--gateway-auth=kubernetes", "--gateway-auth-audiences=infergate,inference.example.com", "--gateway-auth-token-cache-ttl=2m",
+		"--gateway-auth-allow-cache-ttl=30s", "--gateway-auth-deny-cache-ttl=5s",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -340,6 +342,20 @@ func TestChartWithoutSystemProvider(t *testing.T) {
 	}
 }
 
+// With gateway.auth.mode=none and rbac.accessRoles=false the manager authenticates no one and
+// the chart makes no ClusterRoles to call the gateway.
+func TestChartWithoutGatewayAuth(t *testing.T) {
+	objs := parseManifest(t, helmTemplate(t, "--set", "gateway.auth.mode=none", "--set", "rbac.accessRoles=false"))
+	if n := kinds(objs)["ClusterRole"]; n != 1 {
+		t.Errorf("got %d ClusterRoles, want the manager's only", n)
+	}
+	var d appsv1.Deployment
+	fromUnstructured(t, find(t, objs, "Deployment", "infergate"), &d)
+	if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--gateway-auth=none") {
+		t.Errorf("args %q lack --gateway-auth=none", args)
+	}
+}
+
 func TestChartRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -364,6 +380,9 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"full name override that is no DNS label", "fullnameOverride: My_Gate", []string{"/fullnameOverride", "'My_Gate' does not match pattern"}},
 		{"full name override too long for its suffixes", "fullnameOverride: " + strings.Repeat("a", 48), []string{"/fullnameOverride", "maxLength: got 48, want 47"}},
 		{"shutdown delay that is no duration", "gateway:\n  shutdownDelay: soon", []string{"/gateway/shutdownDelay", "'soon'"}},
+		{"unknown gateway auth mode", "gateway:\n  auth:\n    mode: oidc", []string{"/gateway/auth/mode", "'kubernetes', 'none'"}},
+		{"audiences as one comma-separated string", "gateway:\n  auth:\n    audiences: ['a,b']", []string{"/gateway/auth/audiences/0"}},
+		{"allow cache TTL that is no duration", "gateway:\n  auth:\n    allowCacheTTL: 1 minute", []string{"/gateway/auth/allowCacheTTL", "'1 minute'"}},
 		{"grace period shorter than the shutdown", "terminationGracePeriodSeconds: 30",
 			[]string{"terminationGracePeriodSeconds (30) must exceed gateway.shutdownDelay (5s) + gateway.shutdownTimeout (30s) = 35s"}},
 	}

@@ -29,9 +29,11 @@ var onlyInKustomize = map[objectKey]string{
 	{Kind: "Namespace", Name: releaseNamespace}: "helm install --namespace infergate-system --create-namespace creates the release namespace",
 }
 
-// identityLabels must be equal on both sides; the others (helm.sh/chart, managed-by, version,
+// identityLabels must be equal on both sides, as must the labels that aggregate ClusterRoles
+// into the built-in admin, edit and view roles; the others (helm.sh/chart, managed-by, version,
 // part-of) say who installed an object and may differ.
-var identityLabels = []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+var identityLabels = []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+	"rbac.authorization.k8s.io/aggregate-to-admin", "rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-view"}
 
 // TestChartDefaultsMatchKustomize checks that `helm template infergate charts/infergate -n
 // infergate-system` and `kubectl kustomize config/default` deploy the same objects: the same
