@@ -60,7 +60,10 @@ type cluster struct {
 	// managerKubeconfig authenticates as the manager's ServiceAccount, which has exactly the
 	// permissions of config/rbac: a permission the manager lacks fails the tests.
 	managerKubeconfig string
-	dir               string
+	// token is a ServiceAccount token of team/app, which may call the models of team: the
+	// manager authenticates and authorizes every gateway request (--gateway-auth=kubernetes).
+	token string
+	dir   string
 	bin               string // the manager binary
 	*manager                 // the first manager started
 }
@@ -105,6 +108,10 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 		t.Fatal(err)
 	}
 	c.run("apply", "--server-side", "-k", filepath.Join(root, "config", "rbac"))
+	c.run("apply", "--server-side", "-k", filepath.Join(root, "config", "access"))
+	c.run("create", "serviceaccount", "app", "-n", "team")
+	c.run("create", "rolebinding", "app-calls-models", "-n", "team", "--clusterrole", "infergate-model-user", "--serviceaccount", "team:app")
+	c.token = strings.TrimSpace(c.run("create", "token", "app", "-n", "team"))
 	sa, err := env.AddUser(envtest.User{Name: "system:serviceaccount:infergate-system:infergate",
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:infergate-system", "system:authenticated"}}, nil)
 	if err != nil {
@@ -212,14 +219,32 @@ func (c *cluster) eventually(timeout time.Duration, check func() error) {
 	}
 }
 
-// openai returns an SDK client for a workspace's OpenAI route.
+// openai returns an SDK client for a workspace's OpenAI route, with team/app's token as its
+// API key.
 func (c *cluster) openai(ws string) *openai.Client {
 	cl := openai.NewClient(option.WithBaseURL(c.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/"),
-		option.WithAPIKey("client-key"), option.WithMaxRetries(0))
+		option.WithAPIKey(c.token), option.WithMaxRetries(0))
 	return &cl
 }
 
-// status returns the HTTP status of a chat request for model through the first manager's gateway.
+// get sends a GET with team/app's token through the first manager's gateway.
+func (c *cluster) get(path string) *http.Response {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, c.gateway+path, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// status returns the HTTP status of a chat request for model through the first manager's
+// gateway, sent with team/app's token.
 func (c *cluster) status(ws, model string) int {
 	c.t.Helper()
 	return c.statusVia(c.manager, ws, model)
@@ -228,8 +253,14 @@ func (c *cluster) status(ws, model string) int {
 // statusVia returns the HTTP status of a chat request for model through m's gateway.
 func (c *cluster) statusVia(m *manager, ws, model string) int {
 	c.t.Helper()
-	resp, err := http.Post(m.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/chat/completions",
-		"application/json", strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+	req, err := http.NewRequest(http.MethodPost, m.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/chat/completions",
+		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -76,6 +76,25 @@ spec: {servedModelName: ` + served + `}
 		t.Errorf("kubectl get inference:\n%s", out)
 	}
 
+	t.Run("the gateway authenticates and authorizes with the cluster", func(t *testing.T) {
+		resp, err := http.Post(c.gateway+"/apis/inference-gateway/v2/workspaces/team/openai/-/v1/chat/completions",
+			"application/json", strings.NewReader(`{"model":"llama","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("without a token: %s, WWW-Authenticate %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+		}
+		// team/app may call the models of team, not those of system.
+		if s := c.status("system", "llama"); s != http.StatusForbidden {
+			t.Errorf("in another workspace: %d, want 403", s)
+		}
+		if resp := c.get("/apis/inference-gateway/v2/workspaces/team/provider/sim-a/ready"); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("provider ready without rights on providers: %s, want 403", resp.Status)
+		}
+	})
+
 	t.Run("chat and streaming chat through the gateway", func(t *testing.T) {
 		resp, err := c.openai("team").Chat.Completions.New(ctxTimeout(t, 10*time.Second), chat("team/llama"))
 		if err != nil {
@@ -97,7 +116,7 @@ spec: {servedModelName: ` + served + `}
 		}
 		got, _ := a.sim.LastRequest()
 		if got.Header.Get("Authorization") != "Bearer sk-e2e" {
-			t.Errorf("the upstream got Authorization %q, want the key from the Secret", got.Header.Get("Authorization"))
+			t.Errorf("the upstream got Authorization %q, want the key from the Secret, never the caller's token", got.Header.Get("Authorization"))
 		}
 		list, err := c.openai("team").Models.List(ctxTimeout(t, 10*time.Second))
 		if err != nil || len(list.Data) != 1 || list.Data[0].ID != "team/llama" {
@@ -277,10 +296,8 @@ spec: {servedModelName: ` + served + `}
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		resp, err := http.Get(c.gateway + "/apis/inference-gateway/v2/workspaces/team/openai/-/v1/models")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("models without the API server: %v %v", resp, err)
+		if resp := c.get("/apis/inference-gateway/v2/workspaces/team/openai/-/v1/models"); resp.StatusCode != 200 {
+			t.Fatalf("models without the API server: %s", resp.Status)
 		}
-		resp.Body.Close()
 	})
 }
