@@ -51,6 +51,7 @@ const (
 	controlPlaneDir = "control-plane"         // etcd's data and the API server's certificates, under --dir
 	entity          = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
 	servedModel     = "meta/llama-3.1-8b-instruct"
+	serviceAccount  = "quickstart" // calls the gateway with its token
 	// ReadyLine is printed once everything is up; scripts and the test wait for it.
 	readyLine = "infergate quickstart is ready"
 )
@@ -158,6 +159,17 @@ func run(ctx context.Context) (err error) {
 		}
 		return nil
 	}
+	// kOut runs kubectl and returns its standard output, trimmed.
+	kOut := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
 
 	key, err := randomKey()
 	if err != nil {
@@ -232,7 +244,31 @@ spec:
 		return err
 	}
 
-	printUsage(os.Stdout, dir, kubeconfig, assets)
+	// The gateway authenticates every request (--gateway-auth=kubernetes, the default): a
+	// ServiceAccount that may call the models and the provider of the workspace, and a token
+	// for it from the TokenRequest API, as an app would get.
+	step("creating ServiceAccount %s/%s, allowed to call models and providers there, and a token for it", workspace, serviceAccount)
+	if err := k("", "apply", "--server-side", "-k", filepath.Join(root, "config", "access")); err != nil {
+		return err
+	}
+	if err := k("", "create", "serviceaccount", "-n", workspace, serviceAccount); err != nil {
+		return err
+	}
+	for _, role := range []string{"model-user", "provider-user"} {
+		if err := k("", "create", "rolebinding", "-n", workspace, serviceAccount+"-"+role, "--clusterrole", "infergate-"+role,
+			"--serviceaccount", workspace+":"+serviceAccount); err != nil {
+			return err
+		}
+	}
+	token, err := kOut("create", "token", "-n", workspace, serviceAccount, "--duration", "24h")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+
+	printUsage(os.Stdout, dir, kubeconfig, assets, token)
 	fmt.Println(readyLine)
 
 	select {
@@ -247,67 +283,76 @@ spec:
 	}
 }
 
-func printUsage(w io.Writer, dir, kubeconfig, assets string) {
+func printUsage(w io.Writer, dir, kubeconfig, assets, token string) {
 	base := "http://" + *gatewayAddr + "/apis/inference-gateway/v2/workspaces/" + workspace
 	openaiBase := base + "/openai/-/v1"
 	model := workspace + "/" + entity
 	chat := `{"model":"` + model + `","messages":[{"role":"user","content":"Hello!"}]}`
 	stream := `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"Hello!"}]}`
 	direct := `{"model":"` + servedModel + `","messages":[{"role":"user","content":"Hello!"}]}`
+	auth := `-H "Authorization: Bearer $INFERGATE_TOKEN"`
 	fmt.Fprintf(w, `
 infergate is running. Ctrl-C stops everything.
 
-  gateway     http://%[1]s
+  gateway     http://%[1]s  (every request needs a Kubernetes token)
   simulator   http://%[2]s  (the upstream of Provider default/simulator, serving %[3]s)
   logs        %[4]s/manager.log, %[4]s/simulator.log
 
-Look at the cluster:
+Look at the cluster, and take the token of ServiceAccount %[16]s/%[17]s (valid 24 hours, also in
+%[4]s/token): it may call the models and the provider of workspace %[16]s.
 
   export KUBECONFIG=%[5]s PATH=%[6]s:$PATH
+  export INFERGATE_TOKEN=%[15]s
   kubectl get inference
   kubectl describe modelentity %[7]s
+  kubectl auth can-i create modelentities/%[7]s --subresource=proxy -n %[16]s --as=system:serviceaccount:%[16]s:%[17]s
 
 Chat, then stream, through the OpenAI-compatible route:
 
-  curl -s %[8]s/chat/completions -H 'Content-Type: application/json' -d '%[9]s'
-  curl -sN %[8]s/chat/completions -H 'Content-Type: application/json' -d '%[10]s'
+  curl -s %[8]s/chat/completions %[18]s -H 'Content-Type: application/json' -d '%[9]s'
+  curl -sN %[8]s/chat/completions %[18]s -H 'Content-Type: application/json' -d '%[10]s'
 
 List the models of the workspace:
 
-  curl -s %[8]s/models
+  curl -s %[8]s/models %[18]s
 
 The model route (one entity; the body's model is rewritten) and the provider route (one upstream):
 
-  curl -s %[11]s/model/%[12]s/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[9]s'
-  curl -s %[11]s/provider/simulator/-/v1/chat/completions -H 'Content-Type: application/json' -d '%[13]s'
+  curl -s %[11]s/model/%[12]s/-/v1/chat/completions %[18]s -H 'Content-Type: application/json' -d '%[9]s'
+  curl -s %[11]s/provider/simulator/-/v1/chat/completions %[18]s -H 'Content-Type: application/json' -d '%[13]s'
 
-The same with the OpenAI Python SDK (pip install openai): chat, stream, models, model route,
-provider route. Paste it into a shell:
+Without the token the gateway answers 401; in another workspace, 403.
+
+The same with the OpenAI Python SDK (pip install openai), the token as the API key: chat,
+stream, models, model route, provider route. Paste it into the shell where you exported
+INFERGATE_TOKEN:
 
 python3 - <<'EOF'
+import os
 from openai import OpenAI
 ws = "%[11]s"
+token = os.environ["INFERGATE_TOKEN"]
 hello = [{"role": "user", "content": "Hello!"}]
-client = OpenAI(base_url=ws + "/openai/-/v1", api_key="unused")
+client = OpenAI(base_url=ws + "/openai/-/v1", api_key=token)
 print(client.chat.completions.create(model="%[14]s", messages=hello).choices[0].message.content)
 for chunk in client.chat.completions.create(model="%[14]s", messages=hello, stream=True):
     print(chunk.choices[0].delta.content or "", end="", flush=True)
 print()
 print([m.id for m in client.models.list()])
-model = OpenAI(base_url=ws + "/model/%[12]s/-/v1", api_key="unused")
+model = OpenAI(base_url=ws + "/model/%[12]s/-/v1", api_key=token)
 print(model.chat.completions.create(model="%[14]s", messages=hello).choices[0].message.content)
-provider = OpenAI(base_url=ws + "/provider/simulator/-/v1", api_key="unused")
+provider = OpenAI(base_url=ws + "/provider/simulator/-/v1", api_key=token)
 print(provider.chat.completions.create(model="%[3]s", messages=hello).choices[0].message.content)
 EOF
 
-With the OpenAI Go SDK (github.com/openai/openai-go/v3):
+With the OpenAI Go SDK (github.com/openai/openai-go/v3), the token as the API key:
 
-  client := openai.NewClient(option.WithBaseURL("%[8]s/"), option.WithAPIKey("unused"))
+  client := openai.NewClient(option.WithBaseURL("%[8]s/"), option.WithAPIKey(os.Getenv("INFERGATE_TOKEN")))
   resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "%[14]s",
       Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")}})
 
 `, *gatewayAddr, *simulatorAddr, servedModel, dir, kubeconfig, assets, entity,
-		openaiBase, chat, stream, base, entity, direct, model)
+		openaiBase, chat, stream, base, entity, direct, model, token, workspace, serviceAccount, auth)
 }
 
 // process is a child process whose output goes to a log file.

@@ -74,24 +74,54 @@ func TestQuickstart(t *testing.T) {
 	if env == nil {
 		t.Fatalf("no export line in:\n%s", out)
 	}
-	get, err := exec.Command(filepath.Join(env[2], "kubectl"), "--kubeconfig", env[1], "get", "inference").CombinedOutput()
+	kubectl := func(args ...string) ([]byte, error) {
+		return exec.Command(filepath.Join(env[2], "kubectl"), append([]string{"--kubeconfig", env[1]}, args...)...).CombinedOutput()
+	}
+	get, err := kubectl("get", "inference")
 	if err != nil || !regexp.MustCompile(`(?m)^modelentity\.inference\.infergate\.dev/llama-3-1-8b-instruct\s.*True`).Match(get) {
 		t.Errorf("kubectl get inference: %v\n%s", err, get)
 	}
+	canI := regexp.MustCompile(`(?m)^\s*kubectl (auth can-i .*)$`).FindStringSubmatch(out)
+	if canI == nil {
+		t.Fatalf("no kubectl auth can-i line in:\n%s", out)
+	}
+	if got, err := kubectl(strings.Fields(canI[1])...); err != nil || strings.TrimSpace(string(got)) != "yes" {
+		t.Errorf("kubectl %s: %v %s", canI[1], err, got)
+	}
 
-	// Every curl line, as printed: the method, URL and body are what the user would send.
-	curls := regexp.MustCompile(`(?m)^\s*curl -sN? (\S+)(?: -H '[^']*' -d '([^']*)')?$`).FindAllStringSubmatch(out, -1)
+	// The token, exported as printed; every curl and SDK line below uses it.
+	tokenLine := regexp.MustCompile(`(?m)^\s*export INFERGATE_TOKEN=(\S+)$`).FindStringSubmatch(out)
+	if tokenLine == nil {
+		t.Fatalf("no export INFERGATE_TOKEN line in:\n%s", out)
+	}
+	token := tokenLine[1]
+
+	// Every curl line, as printed: the method, URL, headers and body are what the user would
+	// send, with $INFERGATE_TOKEN expanded as the shell would.
+	curls := regexp.MustCompile(`(?m)^\s*curl -sN? (\S+)((?: -H (?:'[^']*'|"[^"]*"))*)(?: -d '([^']*)')?$`).FindAllStringSubmatch(out, -1)
 	if len(curls) != 5 {
 		t.Fatalf("want 5 curl lines (chat, stream, models, model route, provider route), got %d in:\n%s", len(curls), out)
 	}
+	headerArg := regexp.MustCompile(`-H (?:'([^']*)'|"([^"]*)")`)
 	for _, c := range curls {
-		url, body := c[1], c[2]
-		var resp *http.Response
-		if body == "" {
-			resp, err = http.Get(url)
-		} else {
-			resp, err = http.Post(url, "application/json", strings.NewReader(body))
+		url, body := c[1], c[3]
+		method := http.MethodGet
+		if body != "" {
+			method = http.MethodPost
 		}
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range headerArg.FindAllStringSubmatch(c[2], -1) {
+			value := h[1] + strings.ReplaceAll(h[2], "$INFERGATE_TOKEN", token) // double quotes expand
+			name, v, _ := strings.Cut(value, ": ")
+			req.Header.Set(name, v)
+		}
+		if req.Header.Get("Authorization") != "Bearer "+token {
+			t.Errorf("curl %s does not send the token", url)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", url, err)
 		}
@@ -107,20 +137,31 @@ func TestQuickstart(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(got), want) {
 			t.Errorf("curl %s -d '%s': %s\n%s", url, body, resp.Status, got)
 		}
+		// Without the token, as the quickstart says: 401.
+		req.Header.Del("Authorization")
+		req.Body = io.NopCloser(strings.NewReader(body))
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("curl %s without the token: %v %v, want 401", url, resp.Status, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
 
 	// The OpenAI SDK with the printed base URLs and models: the Python block's calls, made with
 	// the Go SDK (no Python packages can be installed here), and the Go lines.
 	ws := regexp.MustCompile(`(?m)^ws = "([^"]+)"$`).FindStringSubmatch(out)
-	calls := regexp.MustCompile(`(?m)^(\w+) = OpenAI\(base_url=ws \+ "([^"]+)"`).FindAllStringSubmatch(out, -1)
+	if !strings.Contains(out, `token = os.environ["INFERGATE_TOKEN"]`) {
+		t.Errorf("the Python SDK block does not take the token from INFERGATE_TOKEN:\n%s", out)
+	}
+	calls := regexp.MustCompile(`(?m)^(\w+) = OpenAI\(base_url=ws \+ "([^"]+)", api_key=token\)`).FindAllStringSubmatch(out, -1)
 	creates := regexp.MustCompile(`(?m)^(?:print\(|for chunk in )(\w+)\.chat\.completions\.create\(model="([^"]+)", messages=hello(, stream=True)?\)`).FindAllStringSubmatch(out, -1)
-	goBase := regexp.MustCompile(`option\.WithBaseURL\("([^"]+)"\)`).FindStringSubmatch(out)
+	goBase := regexp.MustCompile(`option\.WithBaseURL\("([^"]+)"\), option\.WithAPIKey\(os\.Getenv\("INFERGATE_TOKEN"\)\)`).FindStringSubmatch(out)
 	if ws == nil || len(calls) != 3 || len(creates) != 4 || goBase == nil {
 		t.Fatalf("the SDK lines are not as expected (ws %v, %d clients, %d calls, Go %v):\n%s", ws, len(calls), len(creates), goBase, out)
 	}
 	clients := map[string]openai.Client{}
 	for _, c := range calls {
-		clients[c[1]] = openai.NewClient(option.WithBaseURL(ws[1]+c[2]+"/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+		clients[c[1]] = openai.NewClient(option.WithBaseURL(ws[1]+c[2]+"/"), option.WithAPIKey(token), option.WithMaxRetries(0))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -154,7 +195,7 @@ func TestQuickstart(t *testing.T) {
 	if err != nil || len(models.Data) != 1 || models.Data[0].ID != "default/llama-3-1-8b-instruct" {
 		t.Errorf("models list: %v %+v", err, models)
 	}
-	goClient := openai.NewClient(option.WithBaseURL(goBase[1]), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	goClient := openai.NewClient(option.WithBaseURL(goBase[1]), option.WithAPIKey(token), option.WithMaxRetries(0))
 	chat, err := goClient.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "default/llama-3-1-8b-instruct", Messages: hello})
 	if err != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" || chat.Model != "default/llama-3-1-8b-instruct" {
 		t.Fatalf("chat completion: %v %+v", err, chat)
