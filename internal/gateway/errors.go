@@ -17,6 +17,7 @@ limitations under the License.
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,7 +173,13 @@ func errorType(status int) string {
 
 // writeError answers e as JSON.
 func writeError(w http.ResponseWriter, e *apiError) {
-	body, _ := json.Marshal(errorBody{Detail: e.detail, Error: errorObject{Message: e.detail, Type: errorType(e.status), Code: e.code}})
+	// Not HTML-escaped: the body is JSON for programs and people reading curl output, and
+	// messages such as "Bearer <token>" stay readable.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(errorBody{Detail: e.detail, Error: errorObject{Message: e.detail, Type: errorType(e.status), Code: e.code}})
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
