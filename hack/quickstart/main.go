@@ -52,6 +52,8 @@ const (
 	entity          = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
 	servedModel     = "meta/llama-3.1-8b-instruct"
 	serviceAccount  = "quickstart" // calls the gateway with its token
+	// secretLabel marks the Secrets the manager reads, as the chart's default does.
+	secretLabel = "inference.infergate.dev/api-key=true"
 	// ReadyLine is printed once everything is up; scripts and the test wait for it.
 	readyLine = "infergate quickstart is ready"
 )
@@ -187,7 +189,7 @@ func run(ctx context.Context) (err error) {
 	mgr, err := start(filepath.Join(dir, "manager.log"), nil, filepath.Join(bin, "manager"),
 		"--kubeconfig", kubeconfig, "--gateway-bind-address", *gatewayAddr,
 		"--health-probe-bind-address", *probeAddr, "--metrics-bind-address", *metricsAddr,
-		"--log-format", "console")
+		"--log-format", "console", "--secret-label-selector", secretLabel)
 	if err != nil {
 		return err
 	}
@@ -216,9 +218,11 @@ kind: Secret
 metadata:
   name: simulator-api-key
   namespace: %s
+  labels:
+    %s
 stringData:
   api-key: %s
-`, workspace, key)
+`, workspace, strings.Replace(secretLabel, "=", `: "`, 1)+`"`, key)
 	if err := k(secret, "apply", "-f", "-"); err != nil {
 		return err
 	}
@@ -271,16 +275,26 @@ spec:
 	printUsage(os.Stdout, dir, kubeconfig, assets, token)
 	fmt.Println(readyLine)
 
+	var exited error
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(os.Stderr)
-		step("stopping")
-		return nil
 	case <-mgr.exited:
-		return fmt.Errorf("the manager exited (see %s)", filepath.Join(dir, "manager.log"))
+		exited = fmt.Errorf("the manager exited (see %s)", filepath.Join(dir, "manager.log"))
 	case <-sim.exited:
-		return fmt.Errorf("the simulator exited (see %s)", filepath.Join(dir, "simulator.log"))
+		exited = fmt.Errorf("the simulator exited (see %s)", filepath.Join(dir, "simulator.log"))
 	}
+	if exited != nil {
+		// Ctrl-C reaches the whole foreground process group: a child may stop on it before
+		// this process has seen it. That is a stop, not a failure.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			return exited
+		}
+	}
+	fmt.Fprintln(os.Stderr)
+	step("stopping")
+	return nil
 }
 
 func printUsage(w io.Writer, dir, kubeconfig, assets, token string) {
