@@ -19,6 +19,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -29,7 +30,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -37,6 +40,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -74,6 +78,7 @@ type options struct {
 	logLevel                string
 	logFormat               string
 	systemWorkspace         string
+	secretLabelSelector     string
 }
 
 func main() {
@@ -121,6 +126,7 @@ account or ~/.kube/config, in that order.`,
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	f.StringVar(&o.systemWorkspace, "system-workspace", "system", "namespace whose Providers serve ModelEntities of every workspace")
+	f.StringVar(&o.secretLabelSelector, "secret-label-selector", "", `labels, such as "inference.infergate.dev/api-key=true", that a Secret must carry for the manager to read, watch and cache it; Provider keys in other Secrets are not found (default: every Secret of the cluster)`)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error, or a verbosity number such as 2")
 	f.StringVar(&o.logFormat, "log-format", "json", "log encoding: "+strings.Join(logging.Formats, " or "))
 	// --kubeconfig is registered on the standard flag set by controller-runtime.
@@ -156,6 +162,15 @@ func run(ctx context.Context, o options) error {
 	if o.gatewayAuth != authKubernetes && o.gatewayAuth != authNone {
 		return fmt.Errorf("--gateway-auth=%q: want %q or %q", o.gatewayAuth, authKubernetes, authNone)
 	}
+	secretLabels, err := labels.ConvertSelectorToLabelsMap(o.secretLabelSelector)
+	if err != nil {
+		return fmt.Errorf("--secret-label-selector=%q: want labels such as inference.infergate.dev/api-key=true, comma-separated: %w", o.secretLabelSelector, err)
+	}
+	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if len(secretLabels) > 0 {
+		// The API server sends only these Secrets: the others are never read, watched or kept.
+		cacheOptions.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.SelectorFromSet(secretLabels)}}
+	}
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
 	setupLog := log.WithName("setup")
@@ -178,9 +193,9 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionReleaseOnCancel: true,
 		// Every runnable gets this long to stop; the gateway's delay and drain must fit in it.
 		GracefulShutdownTimeout: ptr.To(o.gatewayShutdownDelay + o.gatewayShutdown + 5*time.Second),
-		// The cache holds every Secret, Service and workload of the cluster that the
-		// controllers watch; managed fields are of no use to them.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// The cache holds the Secrets (all, or those of --secret-label-selector), Services and
+		// workloads of the cluster that the controllers watch; managed fields are of no use to them.
+		Cache: cacheOptions,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -236,7 +251,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	events := mgr.GetEventRecorder("infergate")
-	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10 * time.Second)}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10 * time.Second),
+		SecretLabels: secretLabels}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the provider controller: %w", err)
 	}
 	if err := (&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(mgr); err != nil {
@@ -258,7 +274,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect, "gateway", o.gatewayAddr, "gatewayAuth", o.gatewayAuth)
+	setupLog.Info("starting manager", "apiServer", cfg.Host, "leaderElection", o.leaderElect, "gateway", o.gatewayAddr, "gatewayAuth", o.gatewayAuth,
+		"secrets", cmp.Or(o.secretLabelSelector, "all"))
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("manager stopped: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,7 +62,8 @@ const (
 
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=providers/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Secrets are read from the manager's cache only (all, or those of --secret-label-selector).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -71,6 +73,10 @@ type ProviderReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
 	Prober   *discovery.Prober
+	// SecretLabels, when set, are the labels of the only Secrets the manager reads
+	// (--secret-label-selector): a key in a Secret without them is not found, and the
+	// Provider's condition says which labels to add.
+	SecretLabels map[string]string
 
 	// failures counts consecutive failed probes per provider, for the retry backoff.
 	failures sync.Map // types.NamespacedName → int
@@ -160,14 +166,29 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *inferencev1alpha1.Pro
 			return discovery.Result{}, err
 		}
 		if !found {
-			return discovery.Result{Reason: inferencev1alpha1.ReasonSecretNotFound,
-				Message: fmt.Sprintf("Secret %s/%s with key %q does not exist: create it with kubectl create secret generic %s --from-literal=%s=<api key>", p.Namespace, ref.Name, ref.Key, ref.Name, ref.Key)}, nil
+			return discovery.Result{Reason: inferencev1alpha1.ReasonSecretNotFound, Message: r.secretNotFound(p.Namespace, ref)}, nil
 		}
 		req.AuthHeader, req.AuthValue = resolution.AuthHeader(p, key)
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	return r.Prober.Probe(ctx, req), nil
+}
+
+// secretNotFound says how to provide a missing key.
+func (r *ProviderReconciler) secretNotFound(ns string, ref *inferencev1alpha1.SecretKeyReference) string {
+	create := fmt.Sprintf("kubectl create secret generic %s -n %s --from-literal=%s=<api key>", ref.Name, ns, ref.Key)
+	if len(r.SecretLabels) == 0 {
+		return fmt.Sprintf("Secret %s/%s with key %q does not exist: create it with %s", ns, ref.Name, ref.Key, create)
+	}
+	pairs := make([]string, 0, len(r.SecretLabels))
+	for k, v := range r.SecretLabels {
+		pairs = append(pairs, k+"="+v)
+	}
+	slices.Sort(pairs)
+	return fmt.Sprintf("Secret %s/%s with key %q does not exist among the Secrets the manager reads, those labelled %s: "+
+		"create it with %s, and label it with kubectl label secret %s -n %s %s",
+		ns, ref.Name, ref.Key, strings.Join(pairs, ","), create, ref.Name, ns, strings.Join(pairs, " "))
 }
 
 // nextProbe is the probe interval with jitter when the upstream is fine, and a doubling

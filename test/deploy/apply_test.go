@@ -75,6 +75,7 @@ func TestChartInstallDryRun(t *testing.T) {
 			"infergate is installed in namespace infergate-system, image ghcr.io/infergate/infergate:0.1.0.",
 			"Every gateway request needs a bearer token that the cluster accepts (an OpenAI SDK's api_key), and RBAC in the request's workspace (namespace): bind infergate-model-user to call models",
 			"kubectl create secret generic ngc-api-key -n system --from-literal=api-key=nvapi-...",
+			"kubectl label secret ngc-api-key -n system inference.infergate.dev/api-key=true",
 			"kubectl -n system wait --for=condition=Ready provider/nvidia-build",
 			"kubectl apply -f - <<EOF apiVersion: inference.infergate.dev/v1alpha1 kind: ModelEntity metadata: name: llama-3-1-8b-instruct namespace: default spec: servedModelName: meta/llama-3.1-8b-instruct EOF",
 			"kubectl -n default create serviceaccount my-app",

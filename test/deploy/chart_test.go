@@ -155,7 +155,7 @@ func TestChartDefaults(t *testing.T) {
 	for _, arg := range []string{
 		"--leader-elect", "--gateway-bind-address=:8000", "--metrics-bind-address=:8080",
 		"--health-probe-bind-address=:8081", "--system-workspace=system", "--log-level=info", "--log-format=json",
-		"--gateway-shutdown-delay=5s", "--gateway-auth=kubernetes",
+		"--gateway-shutdown-delay=5s", "--gateway-auth=kubernetes", "--secret-label-selector=inference.infergate.dev/api-key=true",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -342,17 +342,22 @@ func TestChartWithoutSystemProvider(t *testing.T) {
 	}
 }
 
-// With gateway.auth.mode=none and rbac.accessRoles=false the manager authenticates no one and
-// the chart makes no ClusterRoles to call the gateway.
+// With gateway.auth.mode=none, rbac.accessRoles=false and no secrets.labelSelector, the manager
+// authenticates no one and reads every Secret, and the chart makes no ClusterRoles to call the
+// gateway.
 func TestChartWithoutGatewayAuth(t *testing.T) {
-	objs := parseManifest(t, helmTemplate(t, "--set", "gateway.auth.mode=none", "--set", "rbac.accessRoles=false"))
+	objs := parseManifest(t, helmTemplate(t, "--set", "gateway.auth.mode=none", "--set", "rbac.accessRoles=false", "--set", "secrets.labelSelector="))
 	if n := kinds(objs)["ClusterRole"]; n != 1 {
 		t.Errorf("got %d ClusterRoles, want the manager's only", n)
 	}
 	var d appsv1.Deployment
 	fromUnstructured(t, find(t, objs, "Deployment", "infergate"), &d)
-	if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--gateway-auth=none") {
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if !slices.Contains(args, "--gateway-auth=none") {
 		t.Errorf("args %q lack --gateway-auth=none", args)
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--secret-label-selector") }) {
+		t.Errorf("args %q narrow the Secrets, with an empty secrets.labelSelector", args)
 	}
 }
 
@@ -380,6 +385,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"full name override that is no DNS label", "fullnameOverride: My_Gate", []string{"/fullnameOverride", "'My_Gate' does not match pattern"}},
 		{"full name override too long for its suffixes", "fullnameOverride: " + strings.Repeat("a", 48), []string{"/fullnameOverride", "maxLength: got 48, want 47"}},
 		{"shutdown delay that is no duration", "gateway:\n  shutdownDelay: soon", []string{"/gateway/shutdownDelay", "'soon'"}},
+		{"a set-based Secret selector", "secrets:\n  labelSelector: 'team in (a,b)'", []string{"/secrets/labelSelector", "does not match pattern"}},
 		{"unknown gateway auth mode", "gateway:\n  auth:\n    mode: oidc", []string{"/gateway/auth/mode", "'kubernetes', 'none'"}},
 		{"audiences as one comma-separated string", "gateway:\n  auth:\n    audiences: ['a,b']", []string{"/gateway/auth/audiences/0"}},
 		{"allow cache TTL that is no duration", "gateway:\n  auth:\n    allowCacheTTL: 1 minute", []string{"/gateway/auth/allowCacheTTL", "'1 minute'"}},

@@ -28,6 +28,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,7 +42,8 @@ func chat(model string) openai.ChatCompletionNewParams {
 }
 
 func TestEndToEnd(t *testing.T) {
-	c := startCluster(t)
+	// As the chart and config/default run it: only labelled Secrets are read.
+	c := startCluster(t, "--secret-label-selector", "inference.infergate.dev/api-key=true")
 	a := newUpstream(t, "sim-a", "sk-e2e", served)
 
 	// A Secret, a Provider and a ModelEntity, applied as a platform engineer would.
@@ -49,7 +51,10 @@ func TestEndToEnd(t *testing.T) {
 	c.apply(`
 apiVersion: v1
 kind: Secret
-metadata: {name: upstream-key, namespace: team}
+metadata:
+  name: upstream-key
+  namespace: team
+  labels: {inference.infergate.dev/api-key: "true"}
 stringData: {api-key: sk-e2e}
 ---
 apiVersion: inference.infergate.dev/v1alpha1
@@ -129,7 +134,10 @@ spec: {servedModelName: ` + served + `}
 		c.apply(`
 apiVersion: v1
 kind: Secret
-metadata: {name: upstream-key, namespace: team}
+metadata:
+  name: upstream-key
+  namespace: team
+  labels: {inference.infergate.dev/api-key: "true"}
 stringData: {api-key: sk-rotated}
 `)
 		c.eventually(10*time.Second, func() error {
@@ -141,6 +149,39 @@ stringData: {api-key: sk-rotated}
 		if got, _ := a.sim.LastRequest(); got.Header.Get("Authorization") != "Bearer sk-rotated" {
 			t.Errorf("upstream saw %q", got.Header.Get("Authorization"))
 		}
+	})
+
+	t.Run("a key in a Secret without the label is not read until it is labelled", func(t *testing.T) {
+		c.apply(`
+apiVersion: v1
+kind: Secret
+metadata: {name: unlabelled-key, namespace: team}
+stringData: {api-key: sk-rotated}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim-unlabelled, namespace: team}
+spec:
+  url: ` + a.srv.URL + `
+  apiKeySecretRef: {name: unlabelled-key, key: api-key}
+`)
+		c.eventually(20*time.Second, func() error {
+			var p inferencev1alpha1.Provider
+			if err := c.k8s.Get(context.Background(), client.ObjectKey{Namespace: "team", Name: "sim-unlabelled"}, &p); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionReady)
+			if cond == nil || cond.Reason != string(inferencev1alpha1.ReasonSecretNotFound) {
+				return fmt.Errorf("condition %+v", cond)
+			}
+			if want := "kubectl label secret unlabelled-key -n team inference.infergate.dev/api-key=true"; !strings.Contains(cond.Message, want) {
+				t.Errorf("message %q does not say %q", cond.Message, want)
+			}
+			return nil
+		})
+		c.run("label", "secret", "unlabelled-key", "-n", "team", "inference.infergate.dev/api-key=true")
+		c.run("wait", "--for=condition=Ready", "-n", "team", "provider/sim-unlabelled", "--timeout=30s")
+		c.run("delete", "-n", "team", "provider/sim-unlabelled")
 	})
 
 	t.Run("two providers, one upstream killed, requests keep succeeding", func(t *testing.T) {
