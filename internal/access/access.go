@@ -181,9 +181,9 @@ func (c *Checker) Authenticate(r *http.Request) (u user.Info, ok bool, err error
 // Authorize reports whether a may be done. reason is the authorizer's explanation, often
 // empty. err is set when the API server could not be asked: that is never an allow.
 func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
-	var sent reviewSent
-	decision, reason, err := c.authz.Authorize(context.WithValue(ctx, reviewSentKey{}, &sent), a)
-	c.metrics.cached(cacheDecision, !sent.Load())
+	rc := &reviewContext{Context: ctx}
+	decision, reason, err := c.authz.Authorize(rc, a)
+	c.metrics.cachedDecision(!rc.sent.Load())
 	switch {
 	case err != nil:
 		c.metrics.decide(stepAuthorization, decisionError)

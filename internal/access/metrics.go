@@ -17,6 +17,7 @@ limitations under the License.
 package access
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,8 +49,11 @@ const tokenCacheRequests = "authentication_token_cache_request_total"
 
 type metrics struct {
 	decisions *prometheus.CounterVec
-	reviews   *prometheus.CounterVec
-	cache     *cacheCollector
+	// decided holds the counters of decisions by step and decision, resolved once: the
+	// request path does not hash label values.
+	decided map[[2]string]prometheus.Counter
+	reviews *prometheus.CounterVec
+	cache   *cacheCollector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -67,9 +71,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Lookups in the token cache (TokenReview answers) and the decision cache (SubjectAccessReview answers), by result: hit, or miss when the API server was asked.",
 			[]string{"cache", "result"}, nil)},
 	}
+	m.decided = map[[2]string]prometheus.Counter{}
 	for _, step := range []string{stepAuthentication, stepAuthorization} {
 		for _, d := range []string{decisionAllowed, decisionDenied, decisionError} {
-			m.decisions.WithLabelValues(step, d)
+			m.decided[[2]string{step, d}] = m.decisions.WithLabelValues(step, d)
 		}
 	}
 	if reg == nil {
@@ -83,12 +88,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) decide(step, decision string) { m.decisions.WithLabelValues(step, decision).Inc() }
+func (m *metrics) decide(step, decision string) { m.decided[[2]string{step, decision}].Inc() }
 
-func (m *metrics) cached(cache string, hit bool) {
-	if cache != cacheDecision {
-		return
-	}
+// cachedDecision counts a lookup in the decision cache.
+func (m *metrics) cachedDecision(hit bool) {
 	if hit {
 		m.cache.decisionHits.Add(1)
 	} else {
@@ -134,10 +137,22 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, misses, cacheToken, "miss")
 }
 
-// reviewSent is set by the review transport when a request's decision went to the API server.
-type reviewSent = atomic.Bool
+// reviewContext is the context of one Authorize: the review transport sets sent when the
+// decision was not cached and went to the API server. One allocation, where a value in a
+// context would take two.
+type reviewContext struct {
+	context.Context
+	sent atomic.Bool
+}
 
-type reviewSentKey struct{}
+type reviewContextKey struct{}
+
+func (c *reviewContext) Value(key any) any {
+	if key == (reviewContextKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
 
 // reviewTransport counts the reviews sent to the API server and marks the request they were
 // sent for. It never reads the bodies, which carry tokens.
@@ -148,8 +163,8 @@ type reviewTransport struct {
 }
 
 func (t *reviewTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if sent, ok := r.Context().Value(reviewSentKey{}).(*reviewSent); ok {
-		sent.Store(true)
+	if rc, ok := r.Context().Value(reviewContextKey{}).(*reviewContext); ok {
+		rc.sent.Store(true)
 	}
 	resp, err := t.next.RoundTrip(r)
 	code := "error"
