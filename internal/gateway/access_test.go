@@ -41,13 +41,13 @@ import (
 
 // cluster is a real API server whose RBAC the tests change with kubectl.
 type cluster struct {
-	t          *testing.T
+	t          testing.TB
 	env        *envtest.Environment
 	kubectl    string
 	kubeconfig string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	env, err := testenv.Start(testenv.Options{})
 	if err != nil {

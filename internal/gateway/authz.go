@@ -37,7 +37,7 @@ const (
 )
 
 // listReviewConcurrency bounds the SubjectAccessReviews in flight for one model list.
-const listReviewConcurrency = 16
+const listReviewConcurrency = 32
 
 // verbOf maps an HTTP method to the verb it is authorized as, as the API server does for its
 // proxy subresources. Other methods are their lower-case names, which RBAC grants only when a
@@ -107,13 +107,13 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 	entities := table.RoutableEntities(rt.workspace)
 	allowed := make([]bool, len(entities))
 	var (
-		wg     sync.WaitGroup
-		next   = make(chan int)
-		failed = make(chan *apiError, 1)
+		wg      sync.WaitGroup
+		failed  = make(chan *apiError, 1)
+		workers = min(listReviewConcurrency, len(entities))
 	)
-	for range min(listReviewConcurrency, len(entities)) {
+	for w := range workers {
 		wg.Go(func() {
-			for i := range next {
+			for i := w; i < len(entities); i += workers {
 				switch e := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, entities[i].Name); {
 				case e == nil:
 					allowed[i] = true
@@ -126,10 +126,6 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 			}
 		})
 	}
-	for i := range entities {
-		next <- i
-	}
-	close(next)
 	wg.Wait()
 	select {
 	case e := <-failed:

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
@@ -43,6 +44,31 @@ func BenchmarkGatewayChat(b *testing.B) {
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
 }
 
+// BenchmarkGatewayChatAuth is BenchmarkGatewayChat with --gateway-auth=kubernetes against a
+// real API server, the token's review and the request's decision cached: compare the two.
+func BenchmarkGatewayChatAuth(b *testing.B) {
+	c := startCluster(b)
+	token := c.serviceAccount("default", "caller")
+	c.run(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: model-user}
+rules:
+- apiGroups: [inference.infergate.dev]
+  resources: [modelentities/proxy]
+  verbs: [create]
+`, "apply", "-f", "-")
+	c.run("", "create", "namespace", "team")
+	c.run("", "create", "rolebinding", "caller", "-n", "team", "--clusterrole", "model-user", "--serviceaccount", "default:caller")
+	checker, err := access.New(c.env.Config, access.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	up := simulatorServer(b)
+	g := benchGateway(b, up, checker)
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`,
+		"Bearer "+token)
+}
+
 func BenchmarkDirectChatStream(b *testing.B) {
 	up := simulatorServer(b)
 	benchmarkPost(b, up+"/v1/chat/completions", `{"model":"`+served+`","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
@@ -60,14 +86,18 @@ func simulatorServer(b *testing.B) string {
 	return srv.URL
 }
 
-func benchGateway(b *testing.B, upstreamURL string) string {
+func benchGateway(b *testing.B, upstreamURL string, checker ...gateway.Access) string {
 	store := routing.NewStore()
 	table, _ := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: upstreamURL, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k"}},
 		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
 	}, nil)
 	store.Swap(table)
-	g, err := gateway.New(gateway.Options{Store: store})
+	opts := gateway.Options{Store: store}
+	if len(checker) > 0 {
+		opts.Access = checker[0]
+	}
+	g, err := gateway.New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,13 +106,19 @@ func benchGateway(b *testing.B, upstreamURL string) string {
 	return srv.URL
 }
 
-func benchmarkPost(b *testing.B, url, body string) {
+// benchmarkPost posts body to url in parallel, with an Authorization header when given.
+func benchmarkPost(b *testing.B, url, body string, authorization ...string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Post(url, "application/json", strings.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if len(authorization) > 0 {
+				req.Header.Set("Authorization", authorization[0])
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				b.Fatal(err)
 			}
