@@ -96,16 +96,16 @@ simulator: ## Run the OpenAI-compatible simulator on 127.0.0.1:9000.
 ##@ Benchmarks
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (gateway vs direct in-process, routing, JSON scanning).
-	go test -run '^$$' -bench . -benchmem ./internal/...
+bench: envtest-assets ## Run the Go benchmarks (gateway vs direct in-process, with and without authentication, routing, JSON scanning).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: bench-routing
 bench-routing: envtest-assets ## Measure route programming latency and a 2,000-entity cluster against envtest (about 2 minutes).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchrouting
 
 .PHONY: bench-gateway
-bench-gateway: ## Measure the gateway against direct calls with separate processes and vegeta (about 2 minutes).
-	go run ./hack/benchgateway
+bench-gateway: envtest-assets ## Measure the gateway against direct calls, and with authentication against without, with separate processes and vegeta (about 4 minutes).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchgateway
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.

@@ -48,25 +48,38 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
+	"github.com/infergate/infergate/internal/testenv"
 )
 
 const served = "meta/llama-3.1-8b-instruct"
 
 var (
-	role       = flag.String("role", "", "internal: run as the simulator or the gateway process")
-	listen     = flag.String("listen", "", "internal: address to listen on")
-	upstream   = flag.String("upstream", "", "internal: the gateway's upstream URL")
-	duration   = flag.Duration("duration", 10*time.Second, "length of each measured phase")
-	rate       = flag.Int("rate", 2000, "fixed request rate for the latency phase, per second")
-	workers    = flag.Int("workers", 64, "concurrent connections for the saturation phase")
-	streams    = flag.Int("streams", 400, "streams per side in the streaming phase")
-	chunks     = flag.Int("chunks", 20, "chunks per stream")
-	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway during the fixed-rate phase to this file")
-	chunkDelay = flag.Duration("chunk-delay", 5*time.Millisecond, "pause between chunks of a stream")
+	role           = flag.String("role", "", "internal: run as the simulator or the gateway process")
+	authKubeconfig = flag.String("auth-kubeconfig", "", "internal: kubeconfig of the API server of the authenticating gateway")
+	authRounds     = flag.Int("auth-rounds", 4, "alternating rounds of the authentication comparison")
+	auth           = flag.Bool("auth", true, "also measure the gateway with --gateway-auth=kubernetes against a local API server (needs KUBEBUILDER_ASSETS; make bench-gateway sets it)")
+	listen         = flag.String("listen", "", "internal: address to listen on")
+	upstream       = flag.String("upstream", "", "internal: the gateway's upstream URL")
+	duration       = flag.Duration("duration", 10*time.Second, "length of each measured phase")
+	rate           = flag.Int("rate", 2000, "fixed request rate for the latency phase, per second")
+	workers        = flag.Int("workers", 64, "concurrent connections for the saturation phase")
+	streams        = flag.Int("streams", 400, "streams per side in the streaming phase")
+	chunks         = flag.Int("chunks", 20, "chunks per stream")
+	profile        = flag.String("cpuprofile", "", "write a CPU profile of the gateway during the fixed-rate phase to this file")
+	authProf       = flag.String("auth-cpuprofile", "", "write a CPU profile of the authenticating gateway during its first fixed-rate phase to this file")
+	chunkDelay     = flag.Duration("chunk-delay", 5*time.Millisecond, "pause between chunks of a stream")
 )
 
 func main() {
@@ -76,7 +89,9 @@ func main() {
 	case "simulator":
 		err = serve(*listen, simulator.New(simulator.Options{Models: []string{served}, APIKey: "bench-key"}))
 	case "gateway":
-		err = runGateway()
+		err = runGateway(nil)
+	case "gateway-auth":
+		err = runAuthGateway()
 	case "bare":
 		err = runBareProxy()
 	case "":
@@ -95,9 +110,23 @@ func serve(addr string, h http.Handler) error {
 	return srv.ListenAndServe()
 }
 
+// runAuthGateway is runGateway with the manager's authentication and authorization
+// (access.Checker) against the API server of -kubeconfig, with its default cache TTLs.
+func runAuthGateway() error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", *authKubeconfig)
+	if err != nil {
+		return err
+	}
+	checker, err := access.New(cfg, access.Options{})
+	if err != nil {
+		return err
+	}
+	return runGateway(checker)
+}
+
 // runGateway serves the real gateway package with a table that routes bench/llama to the
 // upstream, plus an endpoint reporting the process's allocation counters.
-func runGateway() error {
+func runGateway(checker gateway.Access) error {
 	store := routing.NewStore()
 	table, errs := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "bench", Name: "sim", BaseURL: *upstream, Ready: true,
@@ -109,7 +138,7 @@ func runGateway() error {
 		return errs[0]
 	}
 	store.Swap(table)
-	g, err := gateway.New(gateway.Options{Store: store})
+	g, err := gateway.New(gateway.Options{Store: store, Access: checker})
 	if err != nil {
 		return err
 	}
@@ -459,7 +488,148 @@ func orchestrate() error {
 	fmt.Printf("| CPU time per request at saturation | %s |\n", us(gwSatCPU/max(gwSatReqs, 1)))
 	fmt.Printf("| allocations per request | %.0f (%.1f KiB) |\n", allocsPerReq, bytesPerReq/1024)
 	fmt.Printf("| RSS after the run (peak) | %.1f MiB (%.1f MiB) |\n", float64(rss)/1024, float64(peak)/1024)
+	if !*auth {
+		return nil
+	}
+	log("authentication: starting an API server")
+	return compareAuth(sim, gw, through, log)
+}
+
+// compareAuth measures the gateway with --gateway-auth=kubernetes (TokenReview and
+// SubjectAccessReview answers cached, as they are for a caller's every request but the first
+// in a TTL) against the same gateway without authentication, in alternating rounds.
+func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
+	env, err := testenv.Start(testenv.Options{WithoutCRDs: true})
+	if err != nil {
+		return fmt.Errorf("%w (run make bench-gateway, or -auth=false)", err)
+	}
+	defer func() { _ = env.Stop() }()
+	dir, err := os.MkdirTemp("", "benchgateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
+	if err != nil {
+		return err
+	}
+	token, err := callerToken(env.Config)
+	if err != nil {
+		return err
+	}
+	authGW, err := start("-role", "gateway-auth", "-upstream", "http://"+sim.addr, "-auth-kubeconfig", kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer authGW.stop()
+	// Both sides get the same request, token included: an OpenAI SDK always sends its api_key,
+	// and a gateway without authentication drops it. The difference is what checking it costs.
+	withToken := http.Header{"Authorization": {"Bearer " + token}}
+	off.name, off.extra = "gateway (auth none)", withToken
+	on := side{name: "gateway (auth kubernetes)", url: "http://" + authGW.addr + gateway.Prefix + "bench/openai/-/v1/chat/completions", model: "bench/llama",
+		extra: withToken}
+	log("authentication: warming up (the first request of the token reviews it)")
+	if r := attack(on, 0, 2*time.Second); r.errors > 0 {
+		return fmt.Errorf("%d of %d requests with the token failed", r.errors, r.requests)
+	}
+
+	type measured struct {
+		sat       []float64
+		latencies []time.Duration
+		cpu       time.Duration
+		requests  int
+		mallocs   uint64
+		errors    int
+		// at saturation
+		satCPU      time.Duration
+		satRequests int
+	}
+	var m [2]measured
+	sides, procs := [2]side{off, on}, [2]*proc{gw, authGW}
+	for round := 0; round < *authRounds; round++ {
+		// Each round swaps which side goes first, so that drift falls on both alike.
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			log("authentication round %d: saturation, %s", round+1, sides[i].name)
+			cpu0 := procs[i].cpu()
+			r := attack(sides[i], 0, *duration)
+			m[i].satCPU += procs[i].cpu() - cpu0
+			m[i].satRequests += r.requests
+			m[i].sat = append(m[i].sat, r.throughput())
+		}
+		for _, i := range order {
+			log("authentication round %d: fixed rate %d/s, %s", round+1, *rate, sides[i].name)
+			if *authProf != "" && i == 1 && round == 0 {
+				go saveProfile("http://"+authGW.addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf)
+			}
+			cpu0 := procs[i].cpu()
+			m0, _ := procs[i].allocs()
+			r := attack(sides[i], *rate, *duration)
+			m1, _ := procs[i].allocs()
+			m[i].cpu += procs[i].cpu() - cpu0
+			m[i].mallocs += m1 - m0
+			m[i].requests += r.requests
+			m[i].errors += r.errors
+			m[i].latencies = append(m[i].latencies, r.latencies...)
+		}
+	}
+	p := func(i int, q float64) time.Duration { return percentile(m[i].latencies, q) }
+	perReq := func(i int) time.Duration { return m[i].cpu / time.Duration(max(m[i].requests, 1)) }
+	allocs := func(i int) float64 { return float64(m[i].mallocs) / float64(max(m[i].requests, 1)) }
+	fmt.Printf("\n### Authentication: --gateway-auth=kubernetes against none\n\n")
+	fmt.Printf("The same gateway with and without authentication (TokenReview and SubjectAccessReview answers cached), "+
+		"the same requests with the same %d-byte token, %d alternating rounds of each phase; a local kube-apiserver and etcd share the machine.\n\n",
+		len(token), *authRounds)
+	fmt.Printf("| figure | auth none | auth kubernetes | difference | ratio |\n|---|---|---|---|---|\n")
+	ratios := make([]float64, len(m[0].sat))
+	for i := range ratios {
+		ratios[i] = m[1].sat[i] / m[0].sat[i]
+	}
+	fmt.Printf("| saturation throughput (%d connections) | %.0f req/s | %.0f req/s | | %.2f (rounds %.2f to %.2f) |\n", *workers,
+		mean(m[0].sat), mean(m[1].sat), mean(m[1].sat)/mean(m[0].sat), slices.Min(ratios), slices.Max(ratios))
+	fmt.Printf("| latency p50 at %d req/s | %s | %s | %s | |\n", *rate, us(p(0, .5)), us(p(1, .5)), us(p(1, .5)-p(0, .5)))
+	fmt.Printf("| latency p99 at %d req/s | %s | %s | %s | |\n", *rate, us(p(0, .99)), us(p(1, .99)), us(p(1, .99)-p(0, .99)))
+	fmt.Printf("| gateway CPU time per request at %d req/s | %s | %s | %s | |\n", *rate, us(perReq(0)), us(perReq(1)), us(perReq(1)-perReq(0)))
+	satPerReq := func(i int) time.Duration { return m[i].satCPU / time.Duration(max(m[i].satRequests, 1)) }
+	fmt.Printf("| gateway CPU time per request at saturation | %s | %s | %s | %.2f |\n", us(satPerReq(0)), us(satPerReq(1)), us(satPerReq(1)-satPerReq(0)),
+		float64(satPerReq(1))/float64(satPerReq(0)))
+	fmt.Printf("| allocations per request | %.0f | %.0f | %.0f | |\n", allocs(0), allocs(1), allocs(1)-allocs(0))
+	fmt.Printf("| errors at %d req/s | %d of %d | %d of %d | | |\n", *rate, m[0].errors, m[0].requests, m[1].errors, m[1].requests)
 	return nil
+}
+
+// callerToken creates ServiceAccount bench/caller, lets it call the models of bench, and
+// returns a token for it from the TokenRequest API.
+func callerToken(cfg *rest.Config) (string, error) {
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	meta := metav1.ObjectMeta{Name: "caller", Namespace: "bench"}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts("bench").Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if _, err := cs.RbacV1().Roles("bench").Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if _, err := cs.RbacV1().RoleBindings("bench").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta,
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "caller"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "caller", Namespace: "bench"}}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts("bench").CreateToken(ctx, "caller", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
 }
 
 func mean(xs []float64) float64 {

@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Command benchrouting measures the control plane against a real API server (envtest): how long
-// a change takes to become routable (create → first 200 through the gateway), and the cost of
-// a large cluster (time to build the routing table, manager RSS).
+// a change takes to become routable (create → first 200 through the gateway), the cost of a
+// large cluster (time to build the routing table, manager RSS), and the model list of a
+// workspace of 2,000 entities for callers whose RBAC grants all of them or only one.
 //
 //	make bench-routing
 package main
@@ -25,6 +26,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,8 +44,12 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
@@ -56,7 +62,12 @@ var (
 	namespaces     = flag.Int("namespaces", 50, "namespaces of the scale phase")
 	providersPerNS = flag.Int("providers-per-namespace", 10, "providers per namespace")
 	entitiesPerNS  = flag.Int("entities-per-namespace", 40, "model entities per namespace")
+	listEntities   = flag.Int("list-entities", 2000, "model entities in the workspace of the model-list phase")
 )
+
+// bearer is the token every request of the benchmark carries: the manager authenticates and
+// authorizes the gateway's callers (--gateway-auth=kubernetes).
+var bearer string
 
 func main() {
 	flag.Parse()
@@ -118,6 +129,10 @@ func run() error {
 		_ = mgr.Process.Signal(syscall.SIGTERM)
 		_ = mgr.Wait()
 	}()
+	// A caller that may call the models of every workspace.
+	if bearer, err = callerToken(ctx, env.Config, "bench-all", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "model-user"}, "", nil); err != nil {
+		return err
+	}
 	gateway := "http://" + gw + "/apis/inference-gateway/v2/workspaces/"
 	if err := waitFor(30*time.Second, func() bool { return status(gateway+"bench/openai/-/v1/models") == 200 }); err != nil {
 		return fmt.Errorf("gateway did not come up: %w\n%s", err, logs.String())
@@ -154,7 +169,7 @@ func run() error {
 
 	// Scale: many namespaces of providers and entities created as fast as the API server takes
 	// them, then the time until the last one routes, the table build time and the RSS.
-	rssBefore := rss(mgr.Process.Pid)
+	rssBefore, anonBefore := rss(mgr.Process.Pid), rssOf(mgr.Process.Pid, "RssAnon:")
 	start := time.Now()
 	var lastURL string
 	for n := 0; n < *namespaces; n++ {
@@ -198,8 +213,138 @@ func run() error {
 	fmt.Printf("| scale: from the first create until the last entity routes | %s |\n", routable.Round(time.Millisecond))
 	fmt.Printf("| routing table build, the full table | %s |\n", lastBuild(logs.String(), entities))
 	fmt.Printf("| routing table builds, mean over the run | %s over %.0f builds |\n", ms(time.Duration(sum/count*float64(time.Second))), count)
-	fmt.Printf("| manager RSS before / after the scale phase | %.1f MiB / %.1f MiB |\n", float64(rssBefore)/1024, float64(rss(mgr.Process.Pid))/1024)
+	fmt.Printf("| manager RSS before / after the scale phase | %.1f MiB / %.1f MiB (anonymous memory %.1f MiB / %.1f MiB) |\n",
+		float64(rssBefore)/1024, float64(rss(mgr.Process.Pid))/1024, float64(anonBefore)/1024, float64(rssOf(mgr.Process.Pid, "RssAnon:"))/1024)
+	return listPhase(ctx, env.Config, k8s, gateway, sim.URL, models[0])
+}
+
+// listPhase fills one workspace with entities and times its model list for a caller who may
+// get them all (one SubjectAccessReview) and for one restricted to a single entity by
+// resourceNames (a review per entity, then cached).
+func listPhase(ctx context.Context, cfg *rest.Config, k8s client.Client, gateway, upstream, served string) error {
+	const ns = "list"
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	if err := k8s.Create(ctx, &inferencev1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "list-provider"},
+		Spec: inferencev1alpha1.ProviderSpec{URL: upstream, ServedModels: []string{served}, HealthPath: "/health"}}); err != nil {
+		return err
+	}
+	names := make(chan int)
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			var err error
+			for i := range names {
+				if err == nil {
+					err = k8s.Create(ctx, &inferencev1alpha1.ModelEntity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "e" + strconv.Itoa(i)},
+						Spec: inferencev1alpha1.ModelEntitySpec{ServedModelName: served}})
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < *listEntities; i++ {
+		names <- i
+	}
+	close(names)
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	url := gateway + ns + "/openai/-/v1/models"
+	all := bearer
+	one, err := callerToken(ctx, cfg, "bench-one", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "one-entity"}, ns,
+		[]rbacv1.PolicyRule{{APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, ResourceNames: []string{"e0"}, Verbs: []string{"get"}}})
+	if err != nil {
+		return err
+	}
+	if err := waitFor(2*time.Minute, func() bool { n, _ := listModels(url, all); return n == *listEntities }); err != nil {
+		return fmt.Errorf("the model list never held %d entities: %w", *listEntities, err)
+	}
+	timeList := func(token string, want, times int) ([]time.Duration, error) {
+		var ds []time.Duration
+		for i := 0; i < times; i++ {
+			start := time.Now()
+			n, code := listModels(url, token)
+			if code != http.StatusOK || n != want {
+				return nil, fmt.Errorf("model list: status %d, %d entities, want %d", code, n, want)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		slices.Sort(ds)
+		return ds, nil
+	}
+	allTimes, err := timeList(all, *listEntities, 50)
+	if err != nil {
+		return err
+	}
+	cold, err := timeList(one, 1, 1)
+	if err != nil {
+		return err
+	}
+	warm, err := timeList(one, 1, 20) // within the deny TTL (10s) of the first list's reviews
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| model list of a workspace of %d entities, caller allowed all of them (one review, cached) | p50 %s, p99 %s |\n",
+		*listEntities, ms(allTimes[len(allTimes)/2]), ms(allTimes[int(0.99*float64(len(allTimes)-1))]))
+	fmt.Printf("| the same list, caller allowed one entity by resourceNames: first list (%d reviews sent) | %s |\n", *listEntities+1, ms(cold[0]))
+	fmt.Printf("| the same list, caller allowed one entity: next lists (reviews cached) | p50 %s |\n", ms(warm[len(warm)/2]))
 	return nil
+}
+
+// listModels returns how many models a model list holds, and its status.
+func listModels(url, token string) (int, int) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	var list struct{ Data []json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return 0, resp.StatusCode
+	}
+	return len(list.Data), resp.StatusCode
+}
+
+// callerToken creates ServiceAccount default/name, binds it to ref (in namespace ns, or
+// cluster-wide when ns is empty; a Role of rules is created first when rules are given), and
+// returns a token for it.
+func callerToken(ctx context.Context, cfg *rest.Config, name string, ref rbacv1.RoleRef, ns string, rules []rbacv1.PolicyRule) (string, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: "default"}}
+	switch {
+	case ns == "":
+		if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ref.Name}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy", "providers/proxy"}, Verbs: []string{"get", "create"}}}}, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+		if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+	default:
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: ref.Name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
 }
 
 var builtLine = regexp.MustCompile(`routing table built.*"entities": (\d+).*"took": "([^"]+)"`)
@@ -241,7 +386,9 @@ func histogram(addr, name string) (sum, count float64) {
 }
 
 func status(url string) int {
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -250,7 +397,10 @@ func status(url string) int {
 }
 
 func post(url string) int {
-	resp, err := http.Post(url, "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -270,13 +420,18 @@ func waitFor(timeout time.Duration, ok func() bool) error {
 	return nil
 }
 
-func rss(pid int) int64 {
+// rss returns a process's resident set size in KiB: its anonymous memory (heap, stacks) and
+// the pages of its binary and other files it has touched.
+func rss(pid int) int64 { return rssOf(pid, "VmRSS:") }
+
+// rssOf returns a field of /proc/<pid>/status in KiB.
+func rssOf(pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			v, _ := strconv.ParseInt(f[1], 10, 64)
 			return v
 		}
