@@ -56,10 +56,15 @@ func TestManagerBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	t.Run("refuses an unknown --gateway-auth", func(t *testing.T) {
-		out, err := exec.Command(bin, "--kubeconfig", kubeconfig, "--gateway-auth", "oidc").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), `--gateway-auth="oidc": want "kubernetes" or "none"`) {
-			t.Errorf("err %v, output:\n%s", err, out)
+	t.Run("refuses flags it cannot honour, saying what it wants", func(t *testing.T) {
+		for _, tc := range []struct{ flag, value, want string }{
+			{"--gateway-auth", "oidc", `--gateway-auth="oidc": want "kubernetes" or "none"`},
+			{"--secret-label-selector", "team in (a,b)", `--secret-label-selector="team in (a,b)": want labels such as inference.infergate.dev/api-key=true`},
+		} {
+			out, err := exec.Command(bin, "--kubeconfig", kubeconfig, tc.flag, tc.value).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("%s %q: err %v, output:\n%s", tc.flag, tc.value, err, out)
+			}
 		}
 	})
 
