@@ -78,7 +78,7 @@ var (
 	streams        = flag.Int("streams", 400, "streams per side in the streaming phase")
 	chunks         = flag.Int("chunks", 20, "chunks per stream")
 	profile        = flag.String("cpuprofile", "", "write a CPU profile of the gateway during the fixed-rate phase to this file")
-	authProf       = flag.String("auth-cpuprofile", "", "write a CPU profile of the authenticating gateway during its first fixed-rate phase to this file")
+	authProf       = flag.String("auth-cpuprofile", "", "write CPU profiles of the gateway without and with authentication during their first saturation phase to this path plus .none and .kubernetes")
 	chunkDelay     = flag.Duration("chunk-delay", 5*time.Millisecond, "pause between chunks of a stream")
 )
 
@@ -545,7 +545,7 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 		satRequests int
 	}
 	var m [2]measured
-	sides, procs := [2]side{off, on}, [2]*proc{gw, authGW}
+	sides, procs, modes := [2]side{off, on}, [2]*proc{gw, authGW}, [2]string{"none", "kubernetes"}
 	for round := 0; round < *authRounds; round++ {
 		// Each round swaps which side goes first, so that drift falls on both alike.
 		order := []int{0, 1}
@@ -554,6 +554,9 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 		}
 		for _, i := range order {
 			log("authentication round %d: saturation, %s", round+1, sides[i].name)
+			if *authProf != "" && round == 0 {
+				go saveProfile("http://"+procs[i].addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf+"."+modes[i])
+			}
 			cpu0 := procs[i].cpu()
 			r := attack(sides[i], 0, *duration)
 			m[i].satCPU += procs[i].cpu() - cpu0
@@ -562,9 +565,6 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 		}
 		for _, i := range order {
 			log("authentication round %d: fixed rate %d/s, %s", round+1, *rate, sides[i].name)
-			if *authProf != "" && i == 1 && round == 0 {
-				go saveProfile("http://"+authGW.addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf)
-			}
 			cpu0 := procs[i].cpu()
 			m0, _ := procs[i].allocs()
 			r := attack(sides[i], *rate, *duration)
