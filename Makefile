@@ -100,11 +100,11 @@ bench: envtest-assets ## Run the Go benchmarks (gateway vs direct in-process, wi
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: bench-routing
-bench-routing: envtest-assets ## Measure route programming latency and a 2,000-entity cluster against envtest (about 2 minutes).
+bench-routing: envtest-assets ## Measure route programming latency and a 2,000-entity cluster and model lists against envtest (about 2 minutes).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchrouting
 
 .PHONY: bench-gateway
-bench-gateway: envtest-assets ## Measure the gateway against direct calls, and with authentication against without, with separate processes and vegeta (about 4 minutes).
+bench-gateway: envtest-assets ## Measure the gateway against direct calls, and with authentication against without, with separate processes and vegeta (about 8 minutes).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchgateway
 
 .PHONY: run
