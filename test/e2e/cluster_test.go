@@ -62,10 +62,10 @@ type cluster struct {
 	managerKubeconfig string
 	// token is a ServiceAccount token of team/app, which may call the models of team: the
 	// manager authenticates and authorizes every gateway request (--gateway-auth=kubernetes).
-	token string
-	dir   string
-	bin               string // the manager binary
-	*manager                 // the first manager started
+	token    string
+	dir      string
+	bin      string // the manager binary
+	*manager        // the first manager started
 }
 
 // manager is one manager process.
