@@ -48,8 +48,6 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -605,17 +603,15 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 // returns a token for it from the TokenRequest API.
 func callerToken(cfg *rest.Config) (string, error) {
 	ctx := context.Background()
+	token, err := testenv.ServiceAccountToken(ctx, cfg, "bench", "caller")
+	if err != nil {
+		return "", err
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return "", err
 	}
 	meta := metav1.ObjectMeta{Name: "caller", Namespace: "bench"}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
-		return "", err
-	}
-	if _, err := cs.CoreV1().ServiceAccounts("bench").Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
-		return "", err
-	}
 	if _, err := cs.RbacV1().Roles("bench").Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{{
 		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
 		return "", err
@@ -625,11 +621,7 @@ func callerToken(cfg *rest.Config) (string, error) {
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "caller", Namespace: "bench"}}}, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts("bench").CreateToken(ctx, "caller", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	return tr.Status.Token, nil
+	return token, nil
 }
 
 func mean(xs []float64) float64 {

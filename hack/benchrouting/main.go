@@ -44,7 +44,6 @@ import (
 	"syscall"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -315,11 +314,12 @@ func listModels(url, token string) (int, int) {
 // cluster-wide when ns is empty; a Role of rules is created first when rules are given), and
 // returns a token for it.
 func callerToken(ctx context.Context, cfg *rest.Config, name string, ref rbacv1.RoleRef, ns string, rules []rbacv1.PolicyRule) (string, error) {
-	cs, err := kubernetes.NewForConfig(cfg)
+	token, err := testenv.ServiceAccountToken(ctx, cfg, "default", name)
 	if err != nil {
 		return "", err
 	}
-	if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
 		return "", err
 	}
 	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: "default"}}
@@ -340,11 +340,7 @@ func callerToken(ctx context.Context, cfg *rest.Config, name string, ref rbacv1.
 			return "", err
 		}
 	}
-	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	return tr.Status.Token, nil
+	return token, nil
 }
 
 var builtLine = regexp.MustCompile(`routing table built.*"entities": (\d+).*"took": "([^"]+)"`)

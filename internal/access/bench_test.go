@@ -25,14 +25,17 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/infergate/infergate/internal/access"
+	"github.com/infergate/infergate/internal/testenv"
 )
 
 // BenchmarkCheckerWarm is what the gateway pays per request once the token and the decision
 // are cached: one Authenticate and one Authorize.
 func BenchmarkCheckerWarm(b *testing.B) {
-	t := &testing.T{}
-	token := serviceAccount(t, "bench", "caller")
 	ctx := context.Background()
+	token, err := testenv.ServiceAccountToken(ctx, cfg, "bench", "caller")
+	if err != nil {
+		b.Fatal(err)
+	}
 	if _, err := clientset.RbacV1().Roles("bench").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "call"}, Rules: []rbacv1.PolicyRule{{
 		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)

@@ -31,11 +31,11 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // upstream is a simulator on a loopback port.
@@ -186,48 +186,10 @@ func decodeError(t *testing.T, data []byte) errorBody {
 	return e
 }
 
-// counter sums a metric family's counters whose labels include all of want.
+// counter sums a metric family's samples whose labels include all of want.
 func counter(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if !labelsMatch(m, want) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				total += m.Counter.GetValue()
-			case m.Gauge != nil:
-				total += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				total += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return total
-}
-
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	for k, v := range want {
-		found := false
-		for _, l := range m.GetLabel() {
-			if l.GetName() == k && l.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return testutil.MetricSum(t, reg, name, want)
 }
 
 // eventually polls check until it passes or the deadline expires.
