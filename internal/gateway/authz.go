@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -66,8 +67,7 @@ func (g *Gateway) authorize(r *http.Request, ws, verb, resource, subresource, na
 	if g.opts.Access == nil {
 		return nil
 	}
-	return g.decide(r, authorizer.AttributesRecord{User: userFrom(r.Context()), Verb: verb, Namespace: ws,
-		APIGroup: apiGroup, Resource: resource, Subresource: subresource, Name: name, ResourceRequest: true})
+	return g.decide(r, resourceAttributes(r, ws, verb, resource, subresource, name))
 }
 
 // authorizePath is authorize for a path that is not a resource, such as /metrics.
@@ -78,16 +78,31 @@ func (g *Gateway) authorizePath(r *http.Request) *apiError {
 	return g.decide(r, authorizer.AttributesRecord{User: userFrom(r.Context()), Verb: verbOf(r.Method), Path: r.URL.Path})
 }
 
+func resourceAttributes(r *http.Request, ws, verb, resource, subresource, name string) authorizer.AttributesRecord {
+	return authorizer.AttributesRecord{User: userFrom(r.Context()), Verb: verb, Namespace: ws,
+		APIGroup: apiGroup, Resource: resource, Subresource: subresource, Name: name, ResourceRequest: true}
+}
+
+// decide is ask, with a denial worded as a 403.
 func (g *Gateway) decide(r *http.Request, a authorizer.AttributesRecord) *apiError {
-	allowed, reason, err := g.opts.Access.Authorize(r.Context(), a)
+	allowed, reason, e := g.ask(r, a)
 	switch {
-	case err != nil:
-		g.log.V(1).Info("authorization failed: the API server could not be asked", "error", err.Error())
-		return errAccessUnavailable()
+	case e != nil:
+		return e
 	case !allowed:
 		return errForbidden(a, reason)
 	}
 	return nil
+}
+
+// ask reports whether a is allowed, or 503 when the cluster could not be asked.
+func (g *Gateway) ask(r *http.Request, a authorizer.AttributesRecord) (allowed bool, reason string, e *apiError) {
+	allowed, reason, err := g.opts.Access.Authorize(r.Context(), a)
+	if err != nil {
+		g.log.V(1).Info("authorization failed: the API server could not be asked", "error", err.Error())
+		return false, "", errAccessUnavailable()
+	}
+	return allowed, reason, nil
 }
 
 // listModels answers the model list of a workspace with the entities that the caller may get
@@ -108,30 +123,25 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 	allowed := make([]bool, len(entities))
 	var (
 		wg      sync.WaitGroup
-		failed  = make(chan *apiError, 1)
+		failed  atomic.Pointer[apiError]
 		workers = min(listReviewConcurrency, len(entities))
 	)
 	for w := range workers {
 		wg.Go(func() {
-			for i := w; i < len(entities); i += workers {
-				switch e := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, entities[i].Name); {
-				case e == nil:
-					allowed[i] = true
-				case e.status != http.StatusForbidden:
-					select {
-					case failed <- e:
-					default:
-					}
+			for i := w; i < len(entities) && failed.Load() == nil; i += workers {
+				a := resourceAttributes(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, entities[i].Name)
+				ok, _, e := g.ask(r, a)
+				if e != nil {
+					failed.CompareAndSwap(nil, e)
 				}
+				allowed[i] = ok
 			}
 		})
 	}
 	wg.Wait()
-	select {
-	case e := <-failed:
+	if e := failed.Load(); e != nil {
 		g.fail(w, r, rt, ws, e) // a partial list would hide entities without saying so
 		return
-	default:
 	}
 	visible := make([]*routing.Entity, 0, len(entities))
 	for i, e := range entities {

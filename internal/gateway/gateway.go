@@ -280,7 +280,7 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 		}
 		g.writeJSON(w, r, rt, ws, p.ReadyJSON)
 	default:
-		g.serveProxy(w, r, rt, table, w.Header()["X-Request-Id"][0])
+		g.serveProxy(w, r, rt, table, w.Header()["X-Request-Id"][0]) // set by ServeHTTP
 	}
 }
 
