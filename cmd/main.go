@@ -50,6 +50,7 @@ import (
 	"github.com/infergate/infergate/controllers"
 	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/discovery"
+	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
 	"github.com/infergate/infergate/internal/routing"
@@ -79,6 +80,7 @@ type options struct {
 	logFormat               string
 	systemWorkspace         string
 	secretLabelSelector     string
+	allowLocalUpstreams     bool
 }
 
 func main() {
@@ -122,6 +124,7 @@ account or ~/.kube/config, in that order.`,
 	f.DurationVar(&o.gatewayAuthOptions.TokenCacheTTL, "gateway-auth-token-cache-ttl", access.DefaultTokenCacheTTL, "how long the answer of a TokenReview is reused: a deleted ServiceAccount's token keeps working this long")
 	f.DurationVar(&o.gatewayAuthOptions.AllowCacheTTL, "gateway-auth-allow-cache-ttl", access.DefaultAllowCacheTTL, "how long an allowed decision is reused: a removed RoleBinding takes effect within it")
 	f.DurationVar(&o.gatewayAuthOptions.DenyCacheTTL, "gateway-auth-deny-cache-ttl", access.DefaultDenyCacheTTL, "how long a denied decision is reused: a new RoleBinding takes effect within it")
+	f.BoolVar(&o.allowLocalUpstreams, strings.TrimPrefix(egress.AllowLocalFlag, "--"), false, "let Providers point at loopback, link-local (such as the cloud metadata address 169.254.169.254) and unspecified addresses; without it the gateway and the probes refuse to connect there")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -223,16 +226,21 @@ func run(ctx context.Context, o options) error {
 		setupLog.Info("the gateway authenticates no one (--gateway-auth=none): whoever reaches it may call every model and provider with their keys")
 	}
 
+	// Every replica of this installation marks what it sends upstream with the same id, so that
+	// a Provider leading back to the gateway is a loop at the second hop, whichever replica.
+	gatewayID := egress.GatewayID(cmp.Or(os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace), o.leaderElectionID)
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
-		Store:        store,
-		MaxBodyBytes: o.gatewayMaxBody,
-		MaxAttempts:  o.gatewayMaxAttempts,
-		Timeouts:     o.gatewayTimeouts,
-		Registerer:   ctrlmetrics.Registry,
-		Gatherer:     ctrlmetrics.Registry,
-		Access:       checker,
-		Log:          log.WithName("gateway"),
+		ID:                  gatewayID,
+		AllowLocalUpstreams: o.allowLocalUpstreams,
+		Store:               store,
+		MaxBodyBytes:        o.gatewayMaxBody,
+		MaxAttempts:         o.gatewayMaxAttempts,
+		Timeouts:            o.gatewayTimeouts,
+		Registerer:          ctrlmetrics.Registry,
+		Gatherer:            ctrlmetrics.Registry,
+		Access:              checker,
+		Log:                 log.WithName("gateway"),
 	})
 	if err != nil {
 		return err
@@ -251,7 +259,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	events := mgr.GetEventRecorder("infergate")
-	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10 * time.Second),
+	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10*time.Second, o.allowLocalUpstreams, gatewayID),
 		SecretLabels: secretLabels}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the provider controller: %w", err)
 	}

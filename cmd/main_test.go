@@ -22,19 +22,23 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
 )
@@ -152,6 +156,30 @@ func TestManagerBinary(t *testing.T) {
 			var lease coordinationv1.Lease
 			return k8s.Get(context.Background(), client.ObjectKey{Namespace: "infergate-system", Name: "infergate.inference.infergate.dev"}, &lease)
 		})
+
+		// Without --allow-local-upstreams, a Provider on a loopback address is never contacted,
+		// and its condition says why.
+		var contacted atomic.Int32
+		local := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { contacted.Add(1) }))
+		defer local.Close()
+		p := &inferencev1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "on-loopback"},
+			Spec: inferencev1alpha1.ProviderSpec{URL: local.URL}}
+		if err := k8s.Create(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() error {
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionReady)
+			if c == nil || c.Reason != string(inferencev1alpha1.ReasonAddressNotAllowed) || !strings.Contains(c.Message, "--allow-local-upstreams") {
+				return fmt.Errorf("condition %+v", c)
+			}
+			return nil
+		})
+		if contacted.Load() != 0 {
+			t.Error("the manager contacted a loopback upstream")
+		}
 
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)

@@ -82,7 +82,7 @@ func run(m *testing.M) int {
 	}
 	events := mgr.GetEventRecorder("infergate")
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
-		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2 * time.Second)},
+		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2*time.Second, true, "")},
 		&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: systemWorkspace, GrantsAvailable: true},
 		&controllers.DeploymentReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: events},
 	}

@@ -31,8 +31,6 @@ type ConditionReason string
 const (
 	// ReasonReady: the object does what it is for.
 	ReasonReady ConditionReason = "Ready"
-	// ReasonPending: the controller has not finished its first pass yet.
-	ReasonPending ConditionReason = "Pending"
 
 	// ReasonSecretNotFound: the Secret or the key named by apiKeySecretRef does not exist.
 	ReasonSecretNotFound ConditionReason = "SecretNotFound"
@@ -44,6 +42,14 @@ const (
 	ReasonUnreachable ConditionReason = "Unreachable"
 	// ReasonNotOpenAICompatible: the upstream answered, but not with an OpenAI model list.
 	ReasonNotOpenAICompatible ConditionReason = "NotOpenAICompatible"
+	// ReasonAddressNotAllowed: the upstream's address is loopback, link-local or unspecified,
+	// which the manager refuses unless it runs with --allow-local-upstreams.
+	ReasonAddressNotAllowed ConditionReason = "AddressNotAllowed"
+	// ReasonRedirected: the upstream answered with a redirect, which is never followed: a key
+	// must not travel to another address.
+	ReasonRedirected ConditionReason = "Redirected"
+	// ReasonLoop: the upstream leads back to an infergate gateway (508 Loop Detected).
+	ReasonLoop ConditionReason = "Loop"
 
 	// ReasonNoReadyProvider: no provider that serves the model is Ready.
 	ReasonNoReadyProvider ConditionReason = "NoReadyProvider"

@@ -136,7 +136,7 @@ func runGateway(checker gateway.Access) error {
 		return errs[0]
 	}
 	store.Swap(table)
-	g, err := gateway.New(gateway.Options{Store: store, Access: checker})
+	g, err := gateway.New(gateway.Options{Store: store, Access: checker, AllowLocalUpstreams: true})
 	if err != nil {
 		return err
 	}

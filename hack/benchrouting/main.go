@@ -119,7 +119,7 @@ func run() error {
 	gw, metrics := freeAddr(), freeAddr()
 	var logs bytes.Buffer
 	mgr := exec.Command(bin, "--kubeconfig", kubeconfig, "--gateway-bind-address", gw, "--metrics-bind-address", metrics,
-		"--health-probe-bind-address", "0", "--log-format", "console")
+		"--health-probe-bind-address", "0", "--log-format", "console", "--allow-local-upstreams")
 	mgr.Stdout, mgr.Stderr = &logs, &logs
 	if err := mgr.Start(); err != nil {
 		return err

@@ -189,7 +189,8 @@ func run(ctx context.Context) (err error) {
 	mgr, err := start(filepath.Join(dir, "manager.log"), nil, filepath.Join(bin, "manager"),
 		"--kubeconfig", kubeconfig, "--gateway-bind-address", *gatewayAddr,
 		"--health-probe-bind-address", *probeAddr, "--metrics-bind-address", *metricsAddr,
-		"--log-format", "console", "--secret-label-selector", secretLabel)
+		"--log-format", "console", "--secret-label-selector", secretLabel,
+		"--allow-local-upstreams") // the simulator listens on loopback
 	if err != nil {
 		return err
 	}

@@ -27,11 +27,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/egress"
 )
 
 // Request is one probe.
@@ -63,13 +66,23 @@ type Result struct {
 // Prober probes upstreams over HTTP.
 type Prober struct {
 	Client *http.Client
+	// HopID is the gateway id the probes carry in egress.HopHeader, so that a Provider whose
+	// URL leads back to a gateway is answered 508 and reported as a loop.
+	HopID string
 }
 
-// NewProber returns a prober whose requests time out after timeout.
-func NewProber(timeout time.Duration) *Prober {
+// NewProber returns a prober whose requests time out after timeout. It never follows
+// redirects (a key must not travel to another address), and refuses loopback and link-local
+// upstreams unless allowLocal is set.
+func NewProber(timeout time.Duration, allowLocal bool, hopID string) *Prober {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
-	return &Prober{Client: &http.Client{Timeout: timeout, Transport: tr}}
+	tr.DialContext = egress.Dialer(10*time.Second, allowLocal).DialContext
+	return &Prober{HopID: hopID, Client: &http.Client{
+		Timeout:       timeout,
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 }
 
 // ModelsURL is where models are listed: base + "/v1/models", or base + "/models" when the base
@@ -94,11 +107,17 @@ func (p *Prober) Probe(ctx context.Context, r Request) Result {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "infergate-probe")
+	if p.HopID != "" {
+		req.Header.Set(egress.HopHeader, p.HopID)
+	}
 	if r.AuthHeader != "" {
 		req.Header.Set(r.AuthHeader, r.AuthValue)
 	}
 	resp, err := p.Client.Do(req)
-	if err != nil {
+	switch {
+	case egress.IsNotAllowed(err):
+		return Result{Reason: inferencev1alpha1.ReasonAddressNotAllowed, Message: "GET " + url + ": " + describe(err)}
+	case err != nil:
 		return Result{Reason: inferencev1alpha1.ReasonUnreachable, Message: "GET " + url + ": " + describe(err)}
 	}
 	defer resp.Body.Close()
@@ -107,6 +126,11 @@ func (p *Prober) Probe(ctx context.Context, r Request) Result {
 		return Result{Reason: inferencev1alpha1.ReasonUnreachable, Message: "GET " + url + ": reading the answer: " + describe(err)}
 	}
 	switch {
+	case resp.StatusCode == http.StatusLoopDetected:
+		return Result{Reason: inferencev1alpha1.ReasonLoop, Message: fmt.Sprintf("GET %s answered 508 Loop Detected: the URL leads back to an infergate gateway; point the Provider at the model server itself", url)}
+	case resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.Header.Get("Location") != "":
+		return Result{Reason: inferencev1alpha1.ReasonRedirected, Message: fmt.Sprintf("GET %s answered %d, a redirect to %s, which is not followed: a key must not travel to another address; set the Provider's URL to where the upstream really is",
+			url, resp.StatusCode, redactURL(resp.Header.Get("Location")))}
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		hint := "the provider has no apiKeySecretRef"
 		if r.AuthHeader != "" {
@@ -148,6 +172,17 @@ func (p *Prober) Probe(ctx context.Context, r Request) Result {
 		msg = fmt.Sprintf("%d of %d listed models enabled by spec.enabledModels", len(models), len(*list.Data))
 	}
 	return Result{Ready: true, Reason: inferencev1alpha1.ReasonReady, Message: msg, Models: models}
+}
+
+// redactURL drops what a redirect target may carry that is not for a status: credentials and
+// the query.
+func redactURL(location string) string {
+	u, err := neturl.Parse(location)
+	if err != nil {
+		return strconv.Quote(location)
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // describe turns a client error into words without the URL repeated.

@@ -21,10 +21,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/simulator"
 )
 
@@ -41,7 +43,7 @@ func TestProbe(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 
-	p := NewProber(2 * time.Second)
+	p := NewProber(2*time.Second, true, "")
 	tests := []struct {
 		name    string
 		req     Request
@@ -71,5 +73,66 @@ func TestProbe(t *testing.T) {
 				t.Errorf("message leaks the key: %q", r.Message)
 			}
 		})
+	}
+}
+
+// A probe never follows a redirect: the key would travel to another address, and the Provider
+// would report that address's models as its own.
+func TestProbeDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(simulator.New(simulator.Options{Models: []string{"other/model"}}))
+	defer other.Close()
+	otherCounted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		other.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer otherCounted.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherCounted.URL+"/v1/models?token=secret", http.StatusFound)
+	}))
+	defer redirecting.Close()
+
+	r := NewProber(2*time.Second, true, "").Probe(context.Background(), Request{BaseURL: redirecting.URL, AuthHeader: "X-Api-Key", AuthValue: "sk-probe"})
+	if r.Ready || r.Reason != inferencev1alpha1.ReasonRedirected || !strings.Contains(r.Message, "a redirect to "+otherCounted.URL+"/v1/models, which is not followed") {
+		t.Errorf("got %+v", r)
+	}
+	if strings.Contains(r.Message, "secret") {
+		t.Errorf("the message carries the redirect's query: %q", r.Message)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect target received %d requests", n)
+	}
+}
+
+// Loopback and link-local upstreams are refused unless allowed, and the reason says so.
+func TestProbeRefusesLocalAddresses(t *testing.T) {
+	var reached atomic.Int32
+	local := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Add(1) }))
+	defer local.Close()
+	for _, base := range []string{local.URL, strings.Replace(local.URL, "127.0.0.1", "localhost", 1), "http://169.254.169.254"} {
+		r := NewProber(2*time.Second, false, "").Probe(context.Background(), Request{BaseURL: base})
+		if r.Ready || r.Reason != inferencev1alpha1.ReasonAddressNotAllowed || !strings.Contains(r.Message, "--allow-local-upstreams") {
+			t.Errorf("%s: got %+v", base, r)
+		}
+	}
+	if reached.Load() != 0 {
+		t.Error("a refused probe reached the server")
+	}
+}
+
+// A probe carries the gateway's hop id, and a 508 from a gateway it led back to is a loop.
+func TestProbeMarksItsHopAndReportsLoops(t *testing.T) {
+	var hop string
+	gatewayLike := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hop = r.Header.Get(egress.HopHeader)
+		w.WriteHeader(http.StatusLoopDetected)
+	}))
+	defer gatewayLike.Close()
+	r := NewProber(2*time.Second, true, "infergate-test").Probe(context.Background(), Request{BaseURL: gatewayLike.URL})
+	if hop != "infergate-test" {
+		t.Errorf("the probe carried %s %q", egress.HopHeader, hop)
+	}
+	if r.Ready || r.Reason != inferencev1alpha1.ReasonLoop {
+		t.Errorf("got %+v", r)
 	}
 }

@@ -93,7 +93,7 @@ func benchGateway(b *testing.B, upstreamURL string, checker ...gateway.Access) s
 		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
 	}, nil)
 	store.Swap(table)
-	opts := gateway.Options{Store: store}
+	opts := gateway.Options{Store: store, AllowLocalUpstreams: true}
 	if len(checker) > 0 {
 		opts.Access = checker[0]
 	}

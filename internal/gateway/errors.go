@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/naming"
 )
 
@@ -81,6 +82,14 @@ func errProviderNotReady(id string) *apiError {
 	return &apiError{http.StatusNotFound, "provider_not_ready", "Provider not ready for " + id}
 }
 
+func errProviderUnavailable(id string) *apiError {
+	return &apiError{http.StatusServiceUnavailable, "provider_not_ready", "Provider " + id + " is not ready; check its Ready condition with `kubectl get provider` in its workspace."}
+}
+
+func errLoopDetected() *apiError {
+	return &apiError{http.StatusLoopDetected, "loop_detected", "Loop Detected: this request has already passed through this gateway (" + egress.HopHeader + "); a Provider's URL leads back to the gateway: point it at the model server instead."}
+}
+
 func errNoReadyProvider(id string) *apiError {
 	return &apiError{http.StatusServiceUnavailable, "no_ready_provider", "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace."}
 }
@@ -107,6 +116,10 @@ func errUnknownRoute() *apiError {
 
 func errUpstreamUnreachable(id string) *apiError {
 	return &apiError{http.StatusBadGateway, "upstream_unreachable", "Backend networking error: provider " + id + " could not be reached"}
+}
+
+func errUpstreamNotAllowed(id string, err error) *apiError {
+	return &apiError{http.StatusBadGateway, "upstream_not_allowed", "Backend networking error: provider " + id + " was not contacted: " + err.Error()}
 }
 
 func errUpstreamTimeout(id string) *apiError {

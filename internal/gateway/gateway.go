@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/jsonfield"
 	"github.com/infergate/infergate/internal/naming"
 	"github.com/infergate/infergate/internal/routing"
@@ -83,6 +84,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics on the gateway port; nil disables that route.
 	Gatherer prometheus.Gatherer
+	// ID names this gateway installation in egress.HopHeader; every replica of one installation
+	// has the same. A request that comes back with it is a loop, answered 508. Default: an id
+	// of its own.
+	ID string
+	// AllowLocalUpstreams lets upstreams be loopback, link-local or unspecified addresses
+	// (--allow-local-upstreams); by default such dials are refused.
+	AllowLocalUpstreams bool
 	// Access authenticates callers and authorizes every request (--gateway-auth=kubernetes);
 	// nil serves every caller (--gateway-auth=none). /metrics then needs `get` on its path.
 	Access Access
@@ -98,6 +106,7 @@ type Gateway struct {
 	metrics    *metrics
 	metricsH   http.Handler
 	handler    http.Handler // the routes, behind authentication when Access is set
+	hop        []string     // the egress.HopHeader value of a request that arrived without one
 	transports sync.Map     // transportKey → *http.Transport
 	log        logr.Logger
 }
@@ -122,7 +131,10 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log}
+	if opts.ID == "" {
+		opts.ID = egress.GatewayID(newRequestID())
+	}
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}}
 	if opts.Gatherer != nil {
 		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 	}
@@ -211,6 +223,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		requestID = newRequestID()
 	}
 	w.Header()["X-Request-Id"] = []string{requestID}
+	if hops := r.Header[egress.HopHeader]; len(hops) > 0 && egress.Looped(hops, g.opts.ID) {
+		g.failUnrouted(w, r, errLoopDetected())
+		return
+	}
 	g.handler.ServeHTTP(w, r)
 }
 
@@ -357,6 +373,9 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		if p.MissingCredentials {
 			return errMissingCredentials(p.ID)
 		}
+		if !p.Ready {
+			return errProviderUnavailable(p.ID)
+		}
 		pr.provider = p
 		if len(p.DefaultBody)+len(p.RequiredBody) > 0 && isJSON(pr.in.Header.Get("Content-Type")) {
 			if e := g.readJSONBody(pr, false); e != nil {
@@ -502,6 +521,11 @@ func (g *Gateway) rewrite(p *httputil.ProxyRequest) {
 		delete(h, name)
 	}
 	h["X-Request-Id"] = []string{pr.requestID}
+	if hops := pr.in.Header[egress.HopHeader]; len(hops) > 0 {
+		h[egress.HopHeader] = []string{egress.NextHops(hops, g.opts.ID)}
+	} else {
+		h[egress.HopHeader] = g.hop
+	}
 	if pr.entity != nil {
 		// The response must come back uncompressed so that its model can be rewritten.
 		delete(h, "Accept-Encoding")
@@ -736,6 +760,8 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	case errors.Is(context.Cause(pr.ctx), errStreamIdle), isTimeout(err):
 		e = errUpstreamTimeout(pr.currentID())
+	case egress.IsNotAllowed(err):
+		e = errUpstreamNotAllowed(pr.currentID(), err)
 	default:
 		e = errUpstreamUnreachable(pr.currentID())
 	}
@@ -812,7 +838,7 @@ func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
 	if tr, ok := g.transports.Load(key); ok {
 		return tr.(*http.Transport)
 	}
-	dialer := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
+	dialer := egress.Dialer(t.Connect, g.opts.AllowLocalUpstreams)
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,

@@ -83,7 +83,15 @@ type gw struct {
 	g     *gateway.Gateway
 }
 
+// newGateway serves a gateway for spec; upstreams may be on loopback, as the tests' are.
 func newGateway(t *testing.T, spec routing.Spec, opts gateway.Options) *gw {
+	t.Helper()
+	opts.AllowLocalUpstreams = true
+	return newGatewayAs(t, spec, opts)
+}
+
+// newGatewayAs serves a gateway for spec with opts as they are.
+func newGatewayAs(t *testing.T, spec routing.Spec, opts gateway.Options) *gw {
 	t.Helper()
 	store := routing.NewStore()
 	table, errs := routing.New(spec, nil)

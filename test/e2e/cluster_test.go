@@ -143,7 +143,8 @@ func (c *cluster) startManager(args ...string) *manager {
 	gw, probe := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	m := &manager{gateway: "http://" + gw, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	args = append([]string{"--kubeconfig", c.managerKubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
-		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug"}, args...)
+		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug",
+		"--allow-local-upstreams"}, args...) // the simulators listen on loopback
 	m.cmd = exec.Command(c.bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
 	if err := m.cmd.Start(); err != nil {

@@ -1,0 +1,137 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/infergate/infergate/internal/egress"
+	"github.com/infergate/infergate/internal/gateway"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/simulator"
+)
+
+// A Provider whose URL leads back to the gateway is a loop: the gateway sees its own id come
+// back in the hop header and answers 508 at the second hop instead of recursing.
+func TestLoopIsDetectedAtTheSecondHop(t *testing.T) {
+	var arrivals atomic.Int32
+	var g *gateway.Gateway
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrivals.Add(1)
+		g.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	self := front.URL + gateway.Prefix + "team/provider/self/-"
+	gw := newGateway(t, routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team", "self", self), provider("team", "loopy", front.URL+gateway.Prefix+"team/openai/-")},
+		Entities:  []routing.EntitySpec{entity("team", "loopy", backend("team", "loopy", "team/loopy"))},
+	}, gateway.Options{ID: "infergate-test"})
+	g = gw.g
+
+	tests := []struct{ name, method, path, body string }{
+		{"provider route to itself", "GET", gateway.Prefix + "team/provider/self/-/v1/models", ""},
+		{"entity whose provider is the gateway's own OpenAI route", "POST", gateway.Prefix + "team/openai/-/v1/chat/completions", `{"model":"loopy"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arrivals.Store(0)
+			resp, body := do(t, tt.method, front.URL+tt.path, tt.body, map[string]string{"Content-Type": "application/json"})
+			if resp.StatusCode != http.StatusLoopDetected {
+				t.Fatalf("status %s, want 508: %s", resp.Status, body)
+			}
+			if e := decodeError(t, body); e.Error.Code != "loop_detected" || !strings.Contains(e.Detail, "leads back to the gateway") {
+				t.Errorf("body %s", body)
+			}
+			if n := arrivals.Load(); n != 2 {
+				t.Errorf("%d requests reached the gateway, want 2 (the client's, then the looped one)", n)
+			}
+		})
+	}
+}
+
+// The hop header of another gateway (chained installations) is kept and extended; the
+// gateway's own id coming back is refused, whoever sends it.
+func TestHopHeader(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
+	g := newGateway(t, routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team", "nim", up.srv.URL)},
+		Entities:  []routing.EntitySpec{entity("team", "llama", backend("team", "nim", served))},
+	}, gateway.Options{ID: "infergate-me"})
+	chat := func(hop string) *http.Response {
+		h := map[string]string{"Content-Type": "application/json"}
+		if hop != "" {
+			h[egress.HopHeader] = hop
+		}
+		resp, _ := do(t, "POST", g.base("team")+"/openai/-/v1/chat/completions", `{"model":"llama","messages":[]}`, h)
+		return resp
+	}
+	if resp := chat(""); resp.StatusCode != 200 || up.lastRequest(t).Header.Get(egress.HopHeader) != "infergate-me" {
+		t.Errorf("%s, upstream saw %s %q", resp.Status, egress.HopHeader, up.lastRequest(t).Header.Get(egress.HopHeader))
+	}
+	if resp := chat("infergate-other"); resp.StatusCode != 200 || up.lastRequest(t).Header.Get(egress.HopHeader) != "infergate-other,infergate-me" {
+		t.Errorf("%s, upstream saw %s %q", resp.Status, egress.HopHeader, up.lastRequest(t).Header.Get(egress.HopHeader))
+	}
+	if resp := chat("infergate-other, infergate-me"); resp.StatusCode != http.StatusLoopDetected {
+		t.Errorf("own id: %s, want 508", resp.Status)
+	}
+	if resp := chat("a,b,c,d,e,f,g,h"); resp.StatusCode != http.StatusLoopDetected {
+		t.Errorf("%d gateways: %s, want 508", egress.MaxHops, resp.Status)
+	}
+}
+
+// Loopback and link-local upstreams are refused at connect time unless allowed.
+func TestLocalUpstreamsAreRefused(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
+	g := newGatewayAs(t, routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team", "local", up.srv.URL), provider("team", "metadata", "http://169.254.169.254"),
+			provider("team", "named", strings.Replace(up.srv.URL, "127.0.0.1", "localhost", 1))},
+		Entities: []routing.EntitySpec{entity("team", "llama", backend("team", "local", served))},
+	}, gateway.Options{})
+	for _, path := range []string{"/openai/-/v1/chat/completions", "/provider/local/-/v1/chat/completions", "/provider/metadata/-/latest/meta-data/",
+		"/provider/named/-/v1/chat/completions"} {
+		resp, body := do(t, "POST", g.base("team")+path, `{"model":"llama"}`, map[string]string{"Content-Type": "application/json"})
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: %s, want 502: %s", path, resp.Status, body)
+			continue
+		}
+		if e := decodeError(t, body); e.Error.Code != "upstream_not_allowed" || !strings.Contains(e.Detail, "--allow-local-upstreams") {
+			t.Errorf("%s: %s", path, body)
+		}
+	}
+	if n := up.sim.Served(); n != 0 {
+		t.Errorf("the loopback upstream served %d requests", n)
+	}
+}
+
+// The provider route serves Ready providers only, like the entity routes.
+func TestProviderRouteNeedsAReadyProvider(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
+	notReady := provider("team", "down", up.srv.URL)
+	notReady.Ready = false
+	g := newGateway(t, routing.Spec{Providers: []routing.ProviderSpec{notReady}}, gateway.Options{})
+	resp, body := do(t, "GET", g.base("team")+"/provider/down/-/v1/models", "", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || decodeError(t, body).Error.Code != "provider_not_ready" {
+		t.Errorf("%s %s", resp.Status, body)
+	}
+	if up.sim.Served() != 0 {
+		t.Error("a provider that is not Ready was proxied to")
+	}
+}
