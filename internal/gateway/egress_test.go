@@ -135,3 +135,69 @@ func TestProviderRouteNeedsAReadyProvider(t *testing.T) {
 		t.Error("a provider that is not Ready was proxied to")
 	}
 }
+
+// An upstream's redirect is passed to the client, never followed with the provider's key.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer target.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	p := provider("team", "moved", redirecting.URL)
+	p.AuthHeader, p.AuthValue = "Authorization", "Bearer sk-provider"
+	g := newGateway(t, routing.Spec{Providers: []routing.ProviderSpec{p},
+		Entities: []routing.EntitySpec{entity("team", "llama", backend("team", "moved", served))}}, gateway.Options{})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/openai/-/v1/chat/completions", "/provider/moved/-/v1/chat/completions"} {
+		resp, err := client.Post(g.base("team")+path, "application/json", strings.NewReader(`{"model":"llama"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), target.URL) {
+			t.Errorf("%s: %s, Location %q", path, resp.Status, resp.Header.Get("Location"))
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect target received %d requests", n)
+	}
+}
+
+// A trailing path with dot segments, escaped or not, would leave the provider's base path
+// upstream with the provider's key attached: 400, and nothing reaches the upstream.
+func TestDotSegmentsCannotLeaveTheBasePath(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
+	p := provider("team", "tenant-a", up.srv.URL+"/tenant-a")
+	p.AuthHeader, p.AuthValue = "Authorization", "Bearer sk-tenant-a"
+	g := newGateway(t, routing.Spec{Providers: []routing.ProviderSpec{p},
+		Entities: []routing.EntitySpec{entity("team", "llama", backend("team", "tenant-a", served))}}, gateway.Options{})
+	for _, trailing := range []string{
+		"../../tenant-b/v1/models", "v1/../../tenant-b/v1/models", "%2e%2e/tenant-b/v1/models", "%2E%2e/x", ".%2e/x", "./v1/models",
+		"v1/%2e", "..%2f..%2ftenant-b", "..%5c..%5ctenant-b", "v1/models/..",
+	} {
+		for _, route := range []string{"/provider/tenant-a/-/", "/model/llama/-/", "/openai/-/"} {
+			req, err := http.NewRequest("GET", g.base("team")+route+trailing, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s%s: %s, want 400", route, trailing, resp.Status)
+			}
+		}
+	}
+	if n := up.sim.Served(); n != 0 {
+		t.Errorf("the upstream served %d requests", n)
+	}
+	// Dots inside a segment are names, not dot segments.
+	resp, _ := do(t, "GET", g.base("team")+"/provider/tenant-a/-/v1/models/meta..llama.v3", "", nil)
+	if resp.StatusCode == http.StatusBadRequest {
+		t.Errorf("a name with dots: %s", resp.Status)
+	}
+}

@@ -98,6 +98,10 @@ func errMissingCredentials(id string) *apiError {
 	return &apiError{http.StatusFailedDependency, "secret_unavailable", "Could not fetch secret for provider " + id + "; secret not found or unreachable"}
 }
 
+func errInvalidPath() *apiError {
+	return &apiError{http.StatusBadRequest, "invalid_path", "Invalid path: the part after /-/ may not have '.' or '..' segments, escaped or not: they would leave the provider's base path."}
+}
+
 func errInvalidBody(err error) *apiError {
 	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error()}
 }

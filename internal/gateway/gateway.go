@@ -249,6 +249,10 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, rt, "", errInvalidWorkspace())
 		return
 	}
+	if escapesBase(rt.trailing) {
+		g.fail(w, r, rt, "", errInvalidPath())
+		return
+	}
 	table := g.store.Load()
 	ws := rt.workspace
 	if !table.HasWorkspace(ws) {

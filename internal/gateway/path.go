@@ -16,7 +16,10 @@ limitations under the License.
 
 package gateway
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+)
 
 // Prefix is the path prefix of every workspace-scoped gateway route.
 const Prefix = "/apis/inference-gateway/v2/workspaces/"
@@ -150,4 +153,23 @@ func upstreamPath(base string, baseEndsInV1 bool, trailing string) string {
 		return base
 	}
 	return base + "/" + trailing
+}
+
+// escapesBase reports whether an escaped trailing path could leave the provider's base path
+// upstream: a "." or ".." segment, escaped (%2e) or not, also between backslashes or escaped
+// slashes, which some servers take as separators; or an escape that does not decode.
+func escapesBase(trailing string) bool {
+	p := trailing
+	if strings.IndexByte(p, '%') >= 0 {
+		var err error
+		if p, err = url.PathUnescape(p); err != nil {
+			return true
+		}
+	}
+	for seg := range strings.FieldsFuncSeq(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }

@@ -240,3 +240,15 @@ func FuzzResponseRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestEscapesBase(t *testing.T) {
+	for trailing, want := range map[string]bool{
+		"v1/chat/completions": false, "": false, "v1/models/meta..llama": false, "v1/files/file-1.jsonl": false, "v1/...": false,
+		"..": true, ".": true, "v1/../x": true, "%2e%2E/x": true, "v1/%2e": true, "..%2fx": true, `..\x`: true, "..%5cx": true,
+		"v1/%zz": true, // an escape that does not decode is refused rather than guessed at
+	} {
+		if got := escapesBase(trailing); got != want {
+			t.Errorf("escapesBase(%q) = %v, want %v", trailing, got, want)
+		}
+	}
+}
