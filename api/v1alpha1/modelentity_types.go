@@ -43,7 +43,32 @@ type ModelEntitySpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Description string `json:"description,omitempty"`
+
+	// RetryOn lists further failures after which the gateway tries another provider. Failures
+	// where the request provably never ran upstream (no connection could be made, or an answer
+	// of 429 or 503) are always retried. Each of these may mean the first provider already ran,
+	// and billed, the request: GatewayError, a 502 or 504 answer; Timeout, no response headers
+	// within the provider's responseHeader timeout; Reset, the connection lost after the request
+	// was sent. Retries happen only before the first byte reaches the client. Default: none.
+	// +kubebuilder:validation:MaxItems=3
+	// +listType=set
+	// +optional
+	RetryOn []RetryCondition `json:"retryOn,omitempty"`
 }
+
+// RetryCondition is a failure after which a request that may have run upstream is retried on
+// another provider.
+// +kubebuilder:validation:Enum=GatewayError;Timeout;Reset
+type RetryCondition string
+
+const (
+	// RetryOnGatewayError retries after a 502 or 504 answer.
+	RetryOnGatewayError RetryCondition = "GatewayError"
+	// RetryOnTimeout retries when no response headers came within the responseHeader timeout.
+	RetryOnTimeout RetryCondition = "Timeout"
+	// RetryOnReset retries when the connection was lost after the request was sent.
+	RetryOnReset RetryCondition = "Reset"
+)
 
 // ProviderReference names a Provider that serves a ModelEntity.
 type ProviderReference struct {

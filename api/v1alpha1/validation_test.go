@@ -114,6 +114,13 @@ metadata: {name: llama}
 spec:
   servedModelName: meta/llama
   providers: [{name: nim-a, weight: 0}]`, []string{"spec.providers[0].weight", "greater than or equal to 1"}},
+	{"entity retrying on an unknown failure", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  retryOn: [GatewayError, Always]`, []string{"spec.retryOn[1]", `supported values: "GatewayError", "Timeout", "Reset"`}},
 
 	// Providers.
 	{"provider with url and service", provider(`

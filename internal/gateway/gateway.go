@@ -47,9 +47,6 @@ import (
 	"github.com/infergate/infergate/internal/routing"
 )
 
-// timeNow is the clock; a variable so that tests of ejection could move it.
-var timeNow = time.Now
-
 // Defaults of Options.
 const (
 	DefaultMaxBodyBytes = 32 << 20
@@ -96,6 +93,8 @@ type Options struct {
 	Access Access
 	// Log receives upstream errors at V(1). Keys, tokens and bodies are never logged.
 	Log logr.Logger
+	// Now is the clock of ejections, cool-downs and durations. Default time.Now; tests move it.
+	Now func() time.Time
 }
 
 // Gateway is the gateway's http.Handler.
@@ -127,7 +126,10 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(opts.Registerer, opts.Store)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer, opts.Store, opts.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +332,7 @@ func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiErr
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID string) {
 	pr := proxyRequests.Get().(*proxyRequest)
 	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
-	pr.g, pr.rt, pr.in, pr.requestID, pr.start, pr.model = g, rt, r, requestID, timeNow(), -1
+	pr.g, pr.rt, pr.in, pr.requestID, pr.start, pr.model = g, rt, r, requestID, g.opts.Now(), -1
 	defer func() {
 		if pr.body != nil {
 			pr.body.release()
@@ -550,7 +552,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		pristine = out.Header.Clone()
 	}
 	for attempt := 0; ; attempt++ {
-		now := timeNow()
+		now := g.opts.Now()
 		p := pr.provider
 		var served []byte
 		if pr.entity != nil {
@@ -576,18 +578,17 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 
 		retryAfter := time.Duration(0)
 		reason := ""
+		safe := false // the request provably did not run upstream
 		switch {
 		case err != nil:
 			if pr.in.Context().Err() != nil {
 				return nil, err // the client went away
 			}
-			reason = "connect"
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				reason = "timeout"
-			}
-		case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
-			resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+			reason, safe = failureOf(err)
+		case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusServiceUnavailable:
+			reason, safe = codeLabel(resp.StatusCode), true
+			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusGatewayTimeout:
 			reason = codeLabel(resp.StatusCode)
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		}
@@ -605,7 +606,8 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			g.metrics.ejections.WithLabelValues(p.Workspace, p.Name).Inc()
 			g.log.V(1).Info("provider ejected", "provider", p.ID, "for", d.String(), "reason", reason, "requestID", pr.requestID)
 		}
-		canRetry := pr.replayable && attempt+1 < g.opts.MaxAttempts && bits.OnesCount64(pr.tried) < len(pr.entity.Backends)
+		canRetry := (safe || pr.entity.RetryOn&retryCondition(reason) != 0) &&
+			pr.replayable && attempt+1 < g.opts.MaxAttempts && bits.OnesCount64(pr.tried) < len(pr.entity.Backends)
 		if !canRetry {
 			return resp, err
 		}
@@ -618,6 +620,41 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		p.Health.End()
 		pr.began = false
 	}
+}
+
+// Reasons of failed attempts, as metric labels, besides the status codes.
+const (
+	reasonConnect = "connect" // no connection was made: the request did not run
+	reasonTimeout = "timeout" // no response headers in time
+	reasonReset   = "reset"   // the connection failed once the request was sent
+)
+
+// failureOf classifies an attempt's error, and tells whether the request provably did not
+// reach the upstream: only a failed dial (refused, unreachable, not allowed, timed out
+// connecting) proves it. A kept-alive connection found closed before anything was written is
+// retried by the transport itself.
+func failureOf(err error) (reason string, safe bool) {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return reasonConnect, true
+	}
+	if isTimeout(err) {
+		return reasonTimeout, false
+	}
+	return reasonReset, false
+}
+
+// retryCondition is the entity opt-in that allows retrying after a failure of this reason.
+func retryCondition(reason string) routing.RetryOn {
+	switch reason {
+	case "502", "504":
+		return routing.RetryGatewayError
+	case reasonTimeout:
+		return routing.RetryTimeout
+	case reasonReset:
+		return routing.RetryReset
+	}
+	return 0
 }
 
 // prepare points req at provider p: URL, credentials, extra headers and the body.
@@ -678,7 +715,7 @@ func (g *Gateway) prepare(req *http.Request, pr *proxyRequest, p *routing.Provid
 // entity id in JSON and in every SSE event, and reads are bounded by the idle timeout.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	pr := fromContext(resp.Request.Context())
-	pr.ttfb = timeNow().Sub(pr.start)
+	pr.ttfb = g.opts.Now().Sub(pr.start)
 	pr.status = resp.StatusCode
 	delete(resp.Header, "X-Request-Id")
 	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
@@ -809,7 +846,7 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	route := pr.rt.kind.String()
 	m := g.metrics
 	m.requests.WithLabelValues(ws, entity, provider, route, codeLabel(status)).Inc()
-	m.duration.WithLabelValues(ws, entity, provider, route).Observe(timeNow().Sub(pr.start).Seconds())
+	m.duration.WithLabelValues(ws, entity, provider, route).Observe(g.opts.Now().Sub(pr.start).Seconds())
 	if pr.ttfb > 0 {
 		m.ttfb.WithLabelValues(ws, entity, provider, route).Observe(pr.ttfb.Seconds())
 	}

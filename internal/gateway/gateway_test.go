@@ -21,8 +21,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,13 +344,18 @@ func TestFailoverAcrossProviders(t *testing.T) {
 	}
 }
 
+// The clock is the test's: the cool-down ends when the test says so, not after some real
+// milliseconds that a slow run under -race may spend before its requests are done.
 func TestEjectionAndRecovery(t *testing.T) {
+	clock := newFakeClock()
 	flaky := newUpstream(t, simulator.Options{Name: "flaky", Models: []string{served}})
 	steady := newUpstream(t, simulator.Options{Name: "steady", Models: []string{served}})
+	llama := entity("team", "llama", backend("team", "flaky", served), backend("team", "steady", served))
+	llama.RetryOn = routing.RetryGatewayError
 	g := newGateway(t, routing.Spec{
 		Providers: []routing.ProviderSpec{provider("team", "flaky", flaky.srv.URL), provider("team", "steady", steady.srv.URL)},
-		Entities:  []routing.EntitySpec{entity("team", "llama", backend("team", "flaky", served), backend("team", "steady", served))},
-	}, gateway.Options{Policy: routing.Policy{EjectAfter: 2, BaseEjection: 300 * time.Millisecond, MaxEjection: 300 * time.Millisecond}})
+		Entities:  []routing.EntitySpec{llama},
+	}, gateway.Options{Now: clock.Now, Policy: routing.Policy{EjectAfter: 2, BaseEjection: 30 * time.Second, MaxEjection: 30 * time.Second}})
 	chat := func() {
 		t.Helper()
 		if _, err := g.client("team").Chat.Completions.New(ctxTimeout(t, 10*time.Second), chatParams("llama")); err != nil {
@@ -356,13 +364,12 @@ func TestEjectionAndRecovery(t *testing.T) {
 	}
 
 	flaky.sim.SetStatus(http.StatusBadGateway)
-	eventually(t, 10*time.Second, func() error {
-		chat()
-		if counter(t, g.reg, "infergate_gateway_provider_ejections_total", map[string]string{"provider": "flaky"}) == 0 {
-			return errors.New("flaky not ejected yet")
+	for i := 0; counter(t, g.reg, "infergate_gateway_provider_ejections_total", map[string]string{"provider": "flaky"}) == 0; i++ {
+		if i == 50 {
+			t.Fatal("flaky answers 502 and is never ejected")
 		}
-		return nil
-	})
+		chat()
+	}
 	// While it is ejected, the flaky provider gets nothing.
 	before := flaky.sim.Served()
 	for i := 0; i < 10; i++ {
@@ -375,17 +382,88 @@ func TestEjectionAndRecovery(t *testing.T) {
 		t.Error("the ejected gauge does not show the ejection")
 	}
 
-	// Healed, it is tried again after the cool-down and takes traffic.
+	// Healed and past its cool-down, it is tried again and takes traffic.
 	flaky.sim.SetStatus(0)
-	eventually(t, 10*time.Second, func() error {
-		before := flaky.sim.Served()
+	clock.Advance(31 * time.Second)
+	if counter(t, g.reg, "infergate_gateway_provider_ejected", map[string]string{"provider": "flaky"}) != 0 {
+		t.Error("still shown ejected after the cool-down")
+	}
+	before = flaky.sim.Served()
+	for i := 0; i < 20; i++ {
 		chat()
-		chat()
-		if flaky.sim.Served() == before {
-			return errors.New("flaky gets no traffic yet")
+	}
+	if flaky.sim.Served() == before {
+		t.Error("the healed provider gets no traffic after its cool-down")
+	}
+}
+
+// Without the entity's opt-in, a failure after which the request may have run upstream is
+// answered, not retried: the first provider may have run (and billed) the completion. With
+// it, another provider is tried.
+func TestRetriesNeverRepeatARequestThatMayHaveRun(t *testing.T) {
+	slow := newUpstream(t, simulator.Options{Name: "slow", Models: []string{served}, Latency: 2 * time.Second})
+	var resets atomic.Int32
+	reset := newHTTPTestServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resets.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // the request was received; no answer comes
 		}
-		return nil
-	})
+	}))
+	t.Cleanup(reset.Close)
+	tests := []struct {
+		name    string
+		first   string // URL of the provider tried first, when not a simulator answering answer
+		answer  int
+		opt     routing.RetryOn
+		status  int // without the opt-in
+		counted func() int64
+	}{
+		{"502", "", http.StatusBadGateway, routing.RetryGatewayError, http.StatusBadGateway, nil},
+		{"504", "", http.StatusGatewayTimeout, routing.RetryGatewayError, http.StatusGatewayTimeout, nil},
+		{"no response headers in time", slow.srv.URL, 0, routing.RetryTimeout, http.StatusGatewayTimeout, slow.sim.Served},
+		{"connection lost after the request was sent", reset.URL, 0, routing.RetryReset, http.StatusBadGateway, func() int64 { return int64(resets.Load()) }},
+	}
+	for _, tt := range tests {
+		for _, optIn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, opt-in %v", tt.name, optIn), func(t *testing.T) {
+				failing := newUpstream(t, simulator.Options{Name: "failing", Models: []string{served}})
+				failing.sim.SetStatus(tt.answer)
+				other := newUpstream(t, simulator.Options{Name: "other", Models: []string{served}})
+				first := provider("team", "first", failing.srv.URL)
+				if tt.first != "" {
+					first.BaseURL = tt.first
+				}
+				first.Timeouts.ResponseHeader = 200 * time.Millisecond
+				second := provider("team", "second", other.srv.URL)
+				// Weights make the first provider the first choice: 1000 to 1.
+				llama := entity("team", "llama", routing.BackendSpec{Workspace: "team", Name: "first", ServedModel: served, Weight: 1000},
+					routing.BackendSpec{Workspace: "team", Name: "second", ServedModel: served, Weight: 1})
+				if optIn {
+					llama.RetryOn = tt.opt
+				}
+				g := newGateway(t, routing.Spec{Providers: []routing.ProviderSpec{first, second}, Entities: []routing.EntitySpec{llama}},
+					gateway.Options{Policy: routing.Policy{EjectAfter: 1000}})
+				ranFirst := failing.sim.Served // the first provider received (and may have run) the request
+				if tt.counted != nil {
+					ranFirst = tt.counted
+				}
+				for i := 0; i < 3; i++ {
+					resp, body := do(t, "POST", g.base("team")+"/openai/-/v1/chat/completions", `{"model":"llama","messages":[]}`, nil)
+					if i == 0 && ranFirst() == 0 {
+						t.Skip("the weighted pick chose the second provider first") // 1 in 1001
+					}
+					switch {
+					case !optIn && (resp.StatusCode != tt.status || other.sim.Served() != 0):
+						t.Fatalf("status %s (want %d), the other provider served %d: %s", resp.Status, tt.status, other.sim.Served(), body)
+					case optIn && (resp.StatusCode != 200 || other.sim.Served() != int64(i+1)):
+						t.Fatalf("status %s, the other provider served %d, want a retry there: %s", resp.Status, other.sim.Served(), body)
+					}
+				}
+			})
+		}
+	}
 }
 
 func TestRetryAfterIsHonouredAndPassedOn(t *testing.T) {
@@ -740,4 +818,24 @@ func TestTableSwapUnderConcurrentLoad(t *testing.T) {
 	if a.sim.Served() == 0 || b.sim.Served() == 0 {
 		t.Errorf("traffic a=%d b=%d: both tables should have served", a.sim.Served(), b.sim.Served())
 	}
+}
+
+// fakeClock is a clock that moves only when the test says.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1800000000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

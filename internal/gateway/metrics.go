@@ -18,6 +18,7 @@ package gateway
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,7 +37,7 @@ type metrics struct {
 	ejections        *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, store *routing.Store) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time.Time) (*metrics, error) {
 	const ns, sub = "infergate", "gateway"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -70,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store) (*metrics, erro
 			Help: "Times a provider was taken out of rotation for a cool-down after failures or a Retry-After.",
 		}, []string{"workspace", "provider"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.promptTokens, m.completionTokens, m.retries, m.ejections, &healthCollector{store: store}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.promptTokens, m.completionTokens, m.retries, m.ejections, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -107,6 +108,7 @@ var (
 // time, so the request path pays nothing for these gauges.
 type healthCollector struct {
 	store *routing.Store
+	now   func() time.Time
 }
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -117,7 +119,7 @@ func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	table := c.store.Load()
-	now := timeNow()
+	now := c.now()
 	table.EachProvider(func(p *routing.Provider) {
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(p.Health.InFlight()), p.Workspace, p.Name)
 		ejected := 0.0

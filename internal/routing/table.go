@@ -77,7 +77,22 @@ type EntitySpec struct {
 	Created time.Time
 	// Backends name providers (which must be in Spec.Providers) and the model id to send each.
 	Backends []BackendSpec
+	// RetryOn are the failures, beyond those where the request provably did not run, after
+	// which another provider is tried.
+	RetryOn RetryOn
 }
+
+// RetryOn is a set of failures after which a request that may have run upstream is retried.
+type RetryOn uint8
+
+const (
+	// RetryGatewayError: a 502 or 504 answer.
+	RetryGatewayError RetryOn = 1 << iota
+	// RetryTimeout: no response headers within the response header timeout.
+	RetryTimeout
+	// RetryReset: the connection was lost after the request was sent.
+	RetryReset
+)
 
 // BackendSpec names a provider of an entity.
 type BackendSpec struct {
@@ -170,6 +185,8 @@ type Entity struct {
 	Backends []Backend
 	// ModelJSON is the entity's object in /v1/models.
 	ModelJSON []byte
+	// RetryOn are the failures, beyond the safe ones, after which another provider is tried.
+	RetryOn RetryOn
 }
 
 // Backend is a provider of an entity.
@@ -299,7 +316,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String()}
+		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn}
 		e.IDJSON = jsonfield.AppendString(nil, e.ID)
 		e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
 		for _, b := range es.Backends {

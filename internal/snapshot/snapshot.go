@@ -260,7 +260,7 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 		if !e.DeletionTimestamp.IsZero() {
 			continue
 		}
-		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time}
+		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn)}
 		for _, be := range ix.Resolve(e) {
 			if !be.Ready {
 				continue
@@ -270,6 +270,22 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 		spec.Entities = append(spec.Entities, es)
 	}
 	return spec, secrets, nil
+}
+
+// retryOn turns a ModelEntity's retryOn into the routing table's set.
+func retryOn(conditions []inferencev1alpha1.RetryCondition) routing.RetryOn {
+	var r routing.RetryOn
+	for _, c := range conditions {
+		switch c {
+		case inferencev1alpha1.RetryOnGatewayError:
+			r |= routing.RetryGatewayError
+		case inferencev1alpha1.RetryOnTimeout:
+			r |= routing.RetryTimeout
+		case inferencev1alpha1.RetryOnReset:
+			r |= routing.RetryReset
+		}
+	}
+	return r
 }
 
 // providerSpec turns a Provider and its key into what the gateway needs.
