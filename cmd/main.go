@@ -68,6 +68,8 @@ type options struct {
 	gatewayAddr             string
 	gatewayMaxBody          int64
 	gatewayMaxAttempts      int
+	gatewayBufferBytes      int64
+	gatewayBodyReadTimeout  time.Duration
 	gatewayShutdown         time.Duration
 	gatewayShutdownDelay    time.Duration
 	gatewayTimeouts         routing.Timeouts
@@ -114,6 +116,8 @@ account or ~/.kube/config, in that order.`,
 	f.StringVar(&o.gatewayAddr, "gateway-bind-address", ":8000", "address of the OpenAI-compatible gateway")
 	f.Int64Var(&o.gatewayMaxBody, "gateway-max-body-bytes", gateway.DefaultMaxBodyBytes, "largest request body the gateway accepts; larger ones get 413")
 	f.IntVar(&o.gatewayMaxAttempts, "gateway-max-attempts", gateway.DefaultMaxAttempts, "providers tried for one request before the gateway gives up")
+	f.Int64Var(&o.gatewayBufferBytes, "gateway-buffer-bytes", gateway.DefaultBufferBytes, "bytes that all requests in flight may hold in memory together (bodies read whole, JSON responses rewritten); a request whose body does not fit gets 503 with Retry-After")
+	f.DurationVar(&o.gatewayBodyReadTimeout, "gateway-body-read-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body; a slower one gets 408")
 	f.DurationVar(&o.gatewayShutdownDelay, "gateway-shutdown-delay", 0, "how long the gateway keeps accepting requests after SIGTERM, while endpoints and load balancers stop sending traffic to it")
 	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown, after the delay")
 	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
@@ -236,6 +240,8 @@ func run(ctx context.Context, o options) error {
 		Store:               store,
 		MaxBodyBytes:        o.gatewayMaxBody,
 		MaxAttempts:         o.gatewayMaxAttempts,
+		BufferBytes:         o.gatewayBufferBytes,
+		BodyReadTimeout:     o.gatewayBodyReadTimeout,
 		Timeouts:            o.gatewayTimeouts,
 		Registerer:          ctrlmetrics.Registry,
 		Gatherer:            ctrlmetrics.Registry,

@@ -29,6 +29,9 @@ import (
 type bodyBuf struct {
 	b    []byte
 	refs atomic.Int32
+	// budget, when set, holds reserved bytes for b's capacity until the last release.
+	budget   *budget
+	reserved int64
 }
 
 const (
@@ -38,39 +41,86 @@ const (
 
 var bodyPool = sync.Pool{New: func() any { return &bodyBuf{b: make([]byte, 0, initialBodyCap)} }}
 
-func newBodyBuf() *bodyBuf {
+// newBodyBuf returns a buffer whose capacity is taken from bgt (nil: unbounded).
+func newBodyBuf(bgt *budget) *bodyBuf {
 	bb := bodyPool.Get().(*bodyBuf)
 	bb.refs.Store(1)
+	bb.budget, bb.reserved = bgt, 0
 	return bb
 }
 
 func (bb *bodyBuf) retain() { bb.refs.Add(1) }
 
 func (bb *bodyBuf) release() {
-	if bb.refs.Add(-1) == 0 && cap(bb.b) <= maxPooledBody {
+	if bb.refs.Add(-1) != 0 {
+		return
+	}
+	if bb.budget != nil {
+		bb.budget.release(bb.reserved)
+		bb.budget, bb.reserved = nil, 0
+	}
+	if cap(bb.b) <= maxPooledBody {
 		bb.b = bb.b[:0]
 		bodyPool.Put(bb)
 	}
 }
 
+// grow makes room for at least n more bytes, within the budget. Growth doubles, as append's
+// does, so that the budget is asked a few times per body, not at every read.
+func (bb *bodyBuf) grow(n int) bool {
+	if cap(bb.b)-len(bb.b) >= n {
+		return bb.reserve(cap(bb.b))
+	}
+	size := max(2*cap(bb.b), len(bb.b)+n)
+	if !bb.reserve(size) { // before allocating: a refused body costs nothing
+		return false
+	}
+	b := make([]byte, len(bb.b), size)
+	copy(b, bb.b)
+	bb.b = b
+	return true
+}
+
+// account reserves the buffer's capacity in the budget, or reports false.
+func (bb *bodyBuf) account() bool { return bb.reserve(cap(bb.b)) }
+
+// reserve makes the budget hold size bytes for the buffer, or reports false.
+func (bb *bodyBuf) reserve(size int) bool {
+	if bb.budget == nil {
+		return true
+	}
+	delta := int64(size) - bb.reserved
+	if delta <= 0 {
+		return true
+	}
+	if !bb.budget.reserve(delta) {
+		return false
+	}
+	bb.reserved += delta
+	return true
+}
+
 // errTooLarge is returned by readBody past the limit.
 var errTooLarge = errors.New("body too large")
 
-// readBody reads the whole request body, refusing more than limit bytes.
-func readBody(r *http.Request, limit int64) (*bodyBuf, error) {
+// readBody reads the whole request body, refusing more than limit bytes, and holding its
+// bytes in bgt.
+func readBody(r *http.Request, limit int64, bgt *budget) (*bodyBuf, error) {
 	if r.ContentLength > limit {
 		return nil, errTooLarge
 	}
-	bb := newBodyBuf()
+	bb := newBodyBuf(bgt)
 	if r.Body == nil || r.Body == http.NoBody {
 		return bb, nil
 	}
-	if r.ContentLength > int64(cap(bb.b)) {
-		bb.b = make([]byte, 0, r.ContentLength)
+	if !bb.grow(int(max(r.ContentLength, 0))) {
+		bb.release()
+		return nil, errOverBudget
 	}
 	for {
-		if len(bb.b) == cap(bb.b) {
-			bb.b = append(bb.b, 0)[:len(bb.b)]
+		if len(bb.b) == cap(bb.b) && !bb.grow(1) {
+			bb.release()
+			return nil, errOverBudget
 		}
 		n, err := r.Body.Read(bb.b[len(bb.b):cap(bb.b)])
 		bb.b = bb.b[:len(bb.b)+n]
@@ -83,6 +133,10 @@ func readBody(r *http.Request, limit int64) (*bodyBuf, error) {
 		}
 		if err != nil {
 			bb.release()
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, errTooLarge
+			}
 			return nil, err
 		}
 	}

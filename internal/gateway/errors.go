@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -38,6 +39,8 @@ type apiError struct {
 	status int
 	code   string
 	detail string
+	// retryAfter, when set, is sent as Retry-After, in seconds.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.detail }
@@ -55,94 +58,103 @@ type errorObject struct {
 
 // The errors of the contract, in one table.
 func errInvalidName(field string) *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid " + field + ": " + naming.RuleText}
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid " + field + ": " + naming.RuleText, 0}
 }
 
 func errInvalidWorkspace() *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid workspace: a workspace is a Kubernetes namespace: lowercase letters, digits and hyphens, at most 63 characters, starting and ending with a letter or digit."}
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid workspace: a workspace is a Kubernetes namespace: lowercase letters, digits and hyphens, at most 63 characters, starting and ending with a letter or digit.", 0}
 }
 
 func errWorkspaceMismatch(prefix, ws string) *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid model: the workspace '" + prefix + "' in model does not match the workspace '" + ws + "' of the path; use '" + ws + "/<name>' or the bare name."}
+	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid model: the workspace '" + prefix + "' in model does not match the workspace '" + ws + "' of the path; use '" + ws + "/<name>' or the bare name.", 0}
 }
 
 func errEntityNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "model_not_found", "Model entity not found for " + id}
+	return &apiError{http.StatusNotFound, "model_not_found", "Model entity not found for " + id, 0}
 }
 
 func errModelNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "model_not_found", "The model '" + id + "' does not exist or is not routable."}
+	return &apiError{http.StatusNotFound, "model_not_found", "The model '" + id + "' does not exist or is not routable.", 0}
 }
 
 func errProviderNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "provider_not_found", "Model provider not found for " + id}
+	return &apiError{http.StatusNotFound, "provider_not_found", "Model provider not found for " + id, 0}
 }
 
 func errProviderNotReady(id string) *apiError {
-	return &apiError{http.StatusNotFound, "provider_not_ready", "Provider not ready for " + id}
+	return &apiError{http.StatusNotFound, "provider_not_ready", "Provider not ready for " + id, 0}
 }
 
 func errProviderUnavailable(id string) *apiError {
-	return &apiError{http.StatusServiceUnavailable, "provider_not_ready", "Provider " + id + " is not ready; check its Ready condition with `kubectl get provider` in its workspace."}
+	return &apiError{http.StatusServiceUnavailable, "provider_not_ready", "Provider " + id + " is not ready; check its Ready condition with `kubectl get provider` in its workspace.", 0}
 }
 
 func errLoopDetected() *apiError {
-	return &apiError{http.StatusLoopDetected, "loop_detected", "Loop Detected: this request has already passed through this gateway (" + egress.HopHeader + "); a Provider's URL leads back to the gateway: point it at the model server instead."}
+	return &apiError{http.StatusLoopDetected, "loop_detected", "Loop Detected: this request has already passed through this gateway (" + egress.HopHeader + "); a Provider's URL leads back to the gateway: point it at the model server instead.", 0}
 }
 
 func errNoReadyProvider(id string) *apiError {
-	return &apiError{http.StatusServiceUnavailable, "no_ready_provider", "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace."}
+	return &apiError{http.StatusServiceUnavailable, "no_ready_provider", "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace.", 0}
 }
 
 func errMissingCredentials(id string) *apiError {
-	return &apiError{http.StatusFailedDependency, "secret_unavailable", "Could not fetch secret for provider " + id + "; secret not found or unreachable"}
+	return &apiError{http.StatusFailedDependency, "secret_unavailable", "Could not fetch secret for provider " + id + "; secret not found or unreachable", 0}
 }
 
 func errInvalidPath() *apiError {
-	return &apiError{http.StatusBadRequest, "invalid_path", "Invalid path: the part after /-/ may not have '.' or '..' segments, escaped or not: they would leave the provider's base path."}
+	return &apiError{http.StatusBadRequest, "invalid_path", "Invalid path: the part after /-/ may not have '.' or '..' segments, escaped or not: they would leave the provider's base path.", 0}
 }
 
 func errInvalidBody(err error) *apiError {
-	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error()}
+	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error(), 0}
 }
 
 func errNoModel(why string) *apiError {
-	return &apiError{http.StatusBadRequest, "missing_model", "Could not extract model from openai request: " + why}
+	return &apiError{http.StatusBadRequest, "missing_model", "Could not extract model from openai request: " + why, 0}
 }
 
 func errBodyTooLarge(limit int64) *apiError {
-	return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", "Request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes."}
+	return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", "Request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes.", 0}
+}
+
+func errBusy() *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: "gateway_busy", retryAfter: 1,
+		detail: "The gateway is holding as many request bodies as its memory budget allows (--gateway-buffer-bytes); retry shortly."}
+}
+
+func errBodyTimeout(d time.Duration) *apiError {
+	return &apiError{http.StatusRequestTimeout, "body_timeout", "Request Timeout: the request body did not arrive within " + d.String() + " (--gateway-body-read-timeout).", 0}
 }
 
 func errUnknownRoute() *apiError {
-	return &apiError{http.StatusNotFound, "not_found", "Not Found: gateway routes are " + Prefix + "{workspace}/openai/-/..., .../model/{name}/-/... and .../provider/{name}/-/..."}
+	return &apiError{http.StatusNotFound, "not_found", "Not Found: gateway routes are " + Prefix + "{workspace}/openai/-/..., .../model/{name}/-/... and .../provider/{name}/-/...", 0}
 }
 
 func errUpstreamUnreachable(id string) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_unreachable", "Backend networking error: provider " + id + " could not be reached"}
+	return &apiError{http.StatusBadGateway, "upstream_unreachable", "Backend networking error: provider " + id + " could not be reached", 0}
 }
 
 func errUpstreamNotAllowed(id string, err error) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_not_allowed", "Backend networking error: provider " + id + " was not contacted: " + err.Error()}
+	return &apiError{http.StatusBadGateway, "upstream_not_allowed", "Backend networking error: provider " + id + " was not contacted: " + err.Error(), 0}
 }
 
 func errUpstreamTimeout(id string) *apiError {
-	return &apiError{http.StatusGatewayTimeout, "upstream_timeout", "Backend timed out: provider " + id + " did not answer in time"}
+	return &apiError{http.StatusGatewayTimeout, "upstream_timeout", "Backend timed out: provider " + id + " did not answer in time", 0}
 }
 
 func errUpstreamAuth(id string, status int) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_auth", "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider"}
+	return &apiError{http.StatusBadGateway, "upstream_auth", "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider", 0}
 }
 
 func errUnauthenticated(sent bool) *apiError {
 	if !sent {
-		return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: send a Kubernetes bearer token as the API key (Authorization: Bearer <token>), such as a ServiceAccount token from `kubectl create token`."}
+		return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: send a Kubernetes bearer token as the API key (Authorization: Bearer <token>), such as a ServiceAccount token from `kubectl create token`.", 0}
 	}
-	return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: the Kubernetes API server did not accept the bearer token; it may have expired, been revoked, or have been issued for another audience."}
+	return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: the Kubernetes API server did not accept the bearer token; it may have expired, been revoked, or have been issued for another audience.", 0}
 }
 
 func errAccessUnavailable() *apiError {
-	return &apiError{http.StatusServiceUnavailable, "access_unavailable", "The Kubernetes API server could not be asked whether this request is allowed; try again shortly."}
+	return &apiError{http.StatusServiceUnavailable, "access_unavailable", "The Kubernetes API server could not be asked whether this request is allowed; try again shortly.", 0}
 }
 
 // errForbidden words a denial as the API server does, naming the user, verb, resource and
@@ -168,7 +180,7 @@ func errForbidden(a authorizer.AttributesRecord, reason string) *apiError {
 		msg += ": " + reason
 	}
 	err := apierrors.NewForbidden(schema.GroupResource{Group: a.APIGroup, Resource: a.Resource}, a.Name, errors.New(msg))
-	return &apiError{http.StatusForbidden, "forbidden", err.Error()}
+	return &apiError{http.StatusForbidden, "forbidden", err.Error(), 0}
 }
 
 func errorType(status int) string {
@@ -201,6 +213,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Content-Type-Options", "nosniff")
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body)
 }

@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,10 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMaxBodyBytes = 32 << 20
-	DefaultMaxAttempts  = 3
+	DefaultMaxBodyBytes    = 32 << 20
+	DefaultMaxAttempts     = 3
+	DefaultBufferBytes     = 128 << 20
+	DefaultBodyReadTimeout = time.Minute
 )
 
 // DefaultTimeouts apply to providers that set none.
@@ -61,8 +64,8 @@ var DefaultTimeouts = routing.Timeouts{
 }
 
 // maxRewriteBytes bounds a JSON response held in memory to rewrite its model; a larger one is
-// passed through unchanged.
-const maxRewriteBytes = 64 << 20
+// passed through unchanged, its model the served name.
+const maxRewriteBytes = 16 << 20
 
 // Options configure a Gateway.
 type Options struct {
@@ -72,6 +75,12 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxAttempts bounds the providers tried for one request. Default 3.
 	MaxAttempts int
+	// BufferBytes bounds the bytes that all requests in flight hold in memory together
+	// (bodies read whole, JSON responses rewritten): a request whose body does not fit gets
+	// 503 with Retry-After. Default 128 MiB.
+	BufferBytes int64
+	// BodyReadTimeout bounds the time to receive a request body. Default 1m.
+	BodyReadTimeout time.Duration
 	// Timeouts are the defaults for providers that set none.
 	Timeouts routing.Timeouts
 	// Policy decides ejections.
@@ -105,6 +114,7 @@ type Gateway struct {
 	metrics    *metrics
 	metricsH   http.Handler
 	handler    http.Handler // the routes, behind authentication when Access is set
+	buffers    budget       // bytes held by bodies read whole and responses rewritten
 	hop        []string     // the egress.HopHeader value of a request that arrived without one
 	transports sync.Map     // transportKey → *http.Transport
 	log        logr.Logger
@@ -121,6 +131,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
+	if opts.BufferBytes <= 0 {
+		opts.BufferBytes = DefaultBufferBytes
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
+	}
 	opts.Timeouts = opts.Timeouts.WithDefaults(DefaultTimeouts)
 	opts.Policy = opts.Policy.WithDefaults()
 	if opts.Registerer == nil {
@@ -136,7 +152,7 @@ func New(opts Options) (*Gateway, error) {
 	if opts.ID == "" {
 		opts.ID = egress.GatewayID(newRequestID())
 	}
-	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}}
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, buffers: budget{limit: opts.BufferBytes}}
 	if opts.Gatherer != nil {
 		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 	}
@@ -344,6 +360,9 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if !table.HasWorkspace(ws) {
 		ws = ""
 	}
+	if hasBody(r) {
+		g.limitBody(w, r)
+	}
 	if e := g.resolve(pr, table); e != nil {
 		entityLabel := ""
 		if pr.entity != nil {
@@ -413,7 +432,7 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		return nil
 
 	case routeOpenAI:
-		bb, err := readBody(pr.in, g.opts.MaxBodyBytes)
+		bb, err := readBody(pr.in, g.opts.MaxBodyBytes, &g.buffers)
 		if err != nil {
 			return g.bodyError(err)
 		}
@@ -461,7 +480,7 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 // readJSONBody reads the body; when it is a JSON object, its members are kept so that model
 // and extra fields can be written. Other bodies go upstream unchanged.
 func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
-	bb, err := readBody(pr.in, g.opts.MaxBodyBytes)
+	bb, err := readBody(pr.in, g.opts.MaxBodyBytes, &g.buffers)
 	if err != nil {
 		return g.bodyError(err)
 	}
@@ -483,8 +502,13 @@ func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
 }
 
 func (g *Gateway) bodyError(err error) *apiError {
-	if errors.Is(err, errTooLarge) {
+	switch {
+	case errors.Is(err, errTooLarge):
 		return errBodyTooLarge(g.opts.MaxBodyBytes)
+	case errors.Is(err, errOverBudget):
+		return errBusy()
+	case isTimeout(err):
+		return errBodyTimeout(g.opts.BodyReadTimeout)
 	}
 	return errInvalidBody(err)
 }
@@ -747,11 +771,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // rewriteJSON reads a JSON response whole (it is one document, not a stream), rewrites its
 // model and reads its usage.
 func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleTimer) error {
-	bb := newBodyBuf()
+	bb := newBodyBuf(&g.buffers)
 	src := resp.Body
 	for {
-		if len(bb.b) == cap(bb.b) {
-			bb.b = append(bb.b, 0)[:len(bb.b)]
+		if (len(bb.b) == cap(bb.b) && !bb.grow(1)) || !bb.account() {
+			// No room in the budget: send what was read, then the rest as it comes.
+			resp.Body = passThrough(bb, src, idle)
+			return nil
 		}
 		n, err := idle.read(src, bb.b[len(bb.b):cap(bb.b)])
 		bb.b = bb.b[:len(bb.b)+n]
@@ -766,11 +792,7 @@ func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleT
 		}
 		if len(bb.b) > maxRewriteBytes {
 			// Too large to hold: send what was read, then the rest as it comes.
-			resp.Body = &rawBody{src: struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(newSegments([][]byte{bb.b}, bb), src), src}, idle: idle}
-			bb.release()
+			resp.Body = passThrough(bb, src, idle)
 			return nil
 		}
 	}
@@ -790,12 +812,27 @@ func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleT
 	return nil
 }
 
+// passThrough is a response body of what bb holds, then the rest of src as it comes; it takes
+// over bb.
+func passThrough(bb *bodyBuf, src io.ReadCloser, idle *idleTimer) io.ReadCloser {
+	body := &rawBody{src: struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(newSegments([][]byte{bb.b}, bb), src), src}, idle: idle}
+	bb.release()
+	return body
+}
+
 // proxyError answers a request whose upstream could not be used.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	pr := fromContext(r.Context())
 	var e *apiError
 	switch {
 	case errors.As(err, &e):
+	case errors.Is(err, errTooLarge), errors.As(err, new(*http.MaxBytesError)):
+		e = errBodyTooLarge(g.opts.MaxBodyBytes)
+	case errors.Is(err, os.ErrDeadlineExceeded) && pr.in.Context().Err() == nil:
+		e = errBodyTimeout(g.opts.BodyReadTimeout)
 	case r.Context().Err() != nil && !errors.Is(context.Cause(pr.ctx), errStreamIdle) && pr.in.Context().Err() != nil:
 		pr.status = 499 // the client went away; nobody to answer
 		return
