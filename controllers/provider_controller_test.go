@@ -62,6 +62,16 @@ func TestProviderDiscoversModelsWithItsKey(t *testing.T) {
 	})
 }
 
+// A key read from a file (kubectl create secret --from-file) ends with a newline: it is trimmed.
+func TestProviderKeyIsTrimmed(t *testing.T) {
+	ns := namespace(t)
+	up := upstream(t, "sk-from-file", "m")
+	create(t, secret(ns, "from-file", "key", "  sk-from-file\n"))
+	p := provider(ns, "nim", up.URL, &inferencev1alpha1.SecretKeyReference{Name: "from-file", Key: "key"})
+	create(t, p)
+	readyReason(t, p, inferencev1alpha1.ReasonReady)
+}
+
 func TestProviderReasonsAPersonCanActOn(t *testing.T) {
 	ns := namespace(t)
 	up := upstream(t, "right", "m")

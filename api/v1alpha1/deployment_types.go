@@ -122,7 +122,8 @@ type DeploymentSpec struct {
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 
-	// Args are passed to the server container (after the engine's own, for vllm).
+	// Args are passed to the server container. For vllm, --served-model-name and --port follow
+	// them, set from servedModelName and port, and win over the same flags in args.
 	// +kubebuilder:validation:MaxItems=256
 	// +listType=atomic
 	// +optional

@@ -43,7 +43,8 @@ type ProviderSpec struct {
 	Service *ServiceReference `json:"service,omitempty"`
 
 	// APIKeySecretRef names the Secret key that holds the API key sent upstream. Keys are only
-	// read from Secrets; they are never logged, echoed or written to status.
+	// read from Secrets; they are never logged, echoed or written to status. Whitespace around
+	// the key, such as the trailing newline of a file, is trimmed.
 	// +optional
 	APIKeySecretRef *SecretKeyReference `json:"apiKeySecretRef,omitempty"`
 

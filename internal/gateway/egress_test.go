@@ -201,3 +201,27 @@ func TestDotSegmentsCannotLeaveTheBasePath(t *testing.T) {
 		t.Errorf("a name with dots: %s", resp.Status)
 	}
 }
+
+// A body that names its model twice is refused: the gateway would route, authorize and
+// rewrite one, and an upstream might read the other.
+func TestDuplicateModelIsRefused(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
+	g := newGateway(t, routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team", "nim", up.srv.URL)},
+		Entities:  []routing.EntitySpec{entity("team", "llama", backend("team", "nim", served))},
+	}, gateway.Options{})
+	for _, body := range []string{
+		`{"model":"llama","messages":[],"model":"other/expensive-model"}`,
+		`{"model":"llama","mod\u0065l":"other/expensive-model"}`,
+	} {
+		for _, path := range []string{"/openai/-/v1/chat/completions", "/model/llama/-/v1/chat/completions"} {
+			resp, data := do(t, "POST", g.base("team")+path, body, map[string]string{"Content-Type": "application/json"})
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(data), "'model' is given more than once") {
+				t.Errorf("%s %s: %s %s", path, body, resp.Status, data)
+			}
+		}
+	}
+	if up.sim.Served() != 0 {
+		t.Error("a body with two models reached the upstream")
+	}
+}

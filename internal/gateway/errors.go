@@ -109,6 +109,10 @@ func errInvalidBody(err error) *apiError {
 	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error(), 0}
 }
 
+func errDuplicateModel() *apiError {
+	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: 'model' is given more than once; give it once.", 0}
+}
+
 func errNoModel(why string) *apiError {
 	return &apiError{http.StatusBadRequest, "missing_model", "Could not extract model from openai request: " + why, 0}
 }

@@ -446,6 +446,9 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		if !ok {
 			return errNoModel("the body has no 'model' field")
 		}
+		if count(bb.b, pr.members, "model") > 1 {
+			return errDuplicateModel()
+		}
 		model, ok := jsonfield.StringValue(m.Value(bb.b))
 		if !ok {
 			return errNoModel("'model' must be a string")
@@ -496,9 +499,24 @@ func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
 	}
 	pr.setModel = setModel
 	if m, ok := jsonfield.Find(bb.b, members, "model"); ok {
+		if setModel && count(bb.b, members, "model") > 1 {
+			return errDuplicateModel()
+		}
 		pr.model = memberIndex(members, m)
 	}
 	return nil
+}
+
+// count returns how many top-level members are named name, escaped or not. A `model` given
+// twice is refused: the gateway would route by one, and an upstream might read the other.
+func count(body []byte, members []jsonfield.Member, name string) int {
+	n := 0
+	for _, m := range members {
+		if m.KeyIs(body, name) {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *Gateway) bodyError(err error) *apiError {

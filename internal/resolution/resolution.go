@@ -63,8 +63,10 @@ func ReadKey(ctx context.Context, r client.Reader, namespace string, ref *infere
 		}
 		return "", false, fmt.Errorf("read Secret %s/%s: %w", namespace, ref.Name, err)
 	}
-	v := secret.Data[ref.Key]
-	return string(v), len(v) > 0, nil
+	// Surrounding whitespace is no part of a key: `kubectl create secret --from-file` keeps the
+	// file's trailing newline, which would make every request fail.
+	key = strings.TrimSpace(string(secret.Data[ref.Key]))
+	return key, key != "", nil
 }
 
 // AuthHeader returns the header name and value that carry key for p: by default
