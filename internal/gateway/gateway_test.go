@@ -527,9 +527,11 @@ func TestClientCancelReachesUpstream(t *testing.T) {
 }
 
 func TestHeaderHygieneAndKeyInjection(t *testing.T) {
-	up := newUpstream(t, simulator.Options{Models: []string{served}, APIKey: "partner-key"})
+	// The provider's key travels in a header of its own (Azure's api-key), so that none of the
+	// client's credential headers is overwritten by the key: each must be stripped to pass.
+	up := newUpstream(t, simulator.Options{Models: []string{served}})
 	p := provider("team", "partner", up.srv.URL+"/v1")
-	p.AuthHeader, p.AuthValue = "X-Api-Key", "partner-key"
+	p.AuthHeader, p.AuthValue = "Api-Key", "partner-key"
 	p.DefaultHeaders = []routing.Header{{Name: "x-team", Value: "platform"}, {Name: "X-Tier", Value: "gold"}}
 	p.RequiredHeaders = []routing.Header{{Name: "X-Api-Version", Value: "2025-06-01"}}
 	p.DefaultBody = []routing.BodyField{{Name: "max_tokens", Value: []byte("64")}, {Name: "temperature", Value: []byte("0.5")}}
@@ -559,7 +561,7 @@ func TestHeaderHygieneAndKeyInjection(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, data)
 	}
 	got := up.lastRequest(t)
-	for _, h := range []string{"Authorization", "Cookie", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "Forwarded"} {
+	for _, h := range []string{"Authorization", "X-Api-Key", "Cookie", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "Forwarded"} {
 		if v := got.Header.Get(h); v != "" {
 			t.Errorf("upstream received %s: %q", h, v)
 		}
@@ -572,7 +574,7 @@ func TestHeaderHygieneAndKeyInjection(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"X-Api-Key":     "partner-key",        // the provider's key, under its header
+		"Api-Key":       "partner-key",        // the provider's key, under its header
 		"X-Team":        "platform",           // default, absent from the request
 		"X-Tier":        "silver",             // default, but the client's wins
 		"X-Api-Version": "2025-06-01",         // required: the provider's wins
