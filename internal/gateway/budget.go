@@ -52,35 +52,52 @@ func (b *budget) release(n int64) { b.used.Add(-n) }
 // errOverBudget is returned when a body does not fit in the budget.
 var errOverBudget = errors.New("the gateway's memory budget for request bodies is used up")
 
-// clientBody is a client's request body with the gateway's limits: at most max bytes
-// (http.MaxBytesReader also closes the connection past them), and a read deadline for the
-// whole body, lifted once the body is read to its end so that it cannot cut a long response
-// short. A body that fails keeps the deadline: what remains of it is not waited for, and the
-// server closes the connection after the answer.
+// clientBody is a client's request body with the gateway's limits: at most limit bytes, past
+// which the connection is closed after the answer (what remains of the body is not read), and
+// a read deadline for the whole body, lifted once the body is read to its end so that it
+// cannot cut a long response short. A body that fails keeps the deadline: what remains of it
+// is not waited for, and the server closes the connection after the answer.
 type clientBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
+	w       http.ResponseWriter
+	n       int64
+	limit   int64
+	timeout bool // a read deadline is set
+	done    bool
 }
+
+// readDeadliner is what the server's response writer offers to bound reads of the body.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
 
 // limitBody puts the gateway's limits on r's body.
 func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) {
-	rb := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)}
-	if g.opts.BodyReadTimeout > 0 {
-		rb.rc = http.NewResponseController(w)
-		_ = rb.rc.SetReadDeadline(time.Now().Add(g.opts.BodyReadTimeout))
+	b := &clientBody{ReadCloser: r.Body, w: w, limit: g.opts.MaxBodyBytes}
+	if rd, ok := w.(readDeadliner); ok && g.opts.BodyReadTimeout > 0 {
+		_ = rd.SetReadDeadline(time.Now().Add(g.opts.BodyReadTimeout))
+		b.timeout = true
 	}
-	r.Body = rb
+	r.Body = b
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	if b.n > b.limit {
+		return 0, &http.MaxBytesError{Limit: b.limit}
+	}
+	if rest := b.limit - b.n + 1; int64(len(p)) > rest {
+		p = p[:rest] // one byte more than allowed tells a body that is too large
+	}
 	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if b.n > b.limit {
+		b.w.Header().Set("Connection", "close")
+		return n - int(b.n-b.limit), &http.MaxBytesError{Limit: b.limit}
+	}
 	if err == io.EOF && !b.done {
 		// The server's reads that watch for a client going away must not time out while
 		// the response streams.
 		b.done = true
-		if b.rc != nil {
-			_ = b.rc.SetReadDeadline(time.Time{})
+		if b.timeout {
+			_ = b.w.(readDeadliner).SetReadDeadline(time.Time{})
 		}
 	}
 	return n, err

@@ -186,7 +186,8 @@ type proxyRequest struct {
 	ctx    context.Context // the cancellable context of the upstream request
 
 	rt        route
-	in        *http.Request
+	in        *http.Request // as the server gave it
+	out       *http.Request // in with the upstream request's context and the body's limits
 	requestID string
 	start     time.Time
 
@@ -360,8 +361,15 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if !table.HasWorkspace(ws) {
 		ws = ""
 	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	pr.ctx, pr.cancel = context.WithValue(ctx, proxyRequestKey{}, pr), cancel
+	defer cancel(nil)
+	// The gateway reads the body, and proxies, through a copy of r whose body has the gateway's
+	// limits; the server keeps r.Body as it came, so that past the body limit it can still
+	// answer and close the connection gracefully.
+	pr.out = r.WithContext(pr.ctx)
 	if hasBody(r) {
-		g.limitBody(w, r)
+		g.limitBody(w, pr.out)
 	}
 	if e := g.resolve(pr, table); e != nil {
 		entityLabel := ""
@@ -372,12 +380,8 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		g.metrics.requests.WithLabelValues(ws, entityLabel, "", rt.kind.String(), codeLabel(e.status)).Inc()
 		return
 	}
-
-	ctx, cancel := context.WithCancelCause(r.Context())
-	pr.ctx, pr.cancel = context.WithValue(ctx, proxyRequestKey{}, pr), cancel
-	defer cancel(nil)
 	defer g.finish(pr)
-	g.proxy.ServeHTTP(w, r.WithContext(pr.ctx))
+	g.proxy.ServeHTTP(w, pr.out)
 }
 
 // resolve finds what a proxied request goes to and reads its body when the route needs it.
@@ -432,7 +436,7 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		return nil
 
 	case routeOpenAI:
-		bb, err := readBody(pr.in, g.opts.MaxBodyBytes, &g.buffers)
+		bb, err := readBody(pr.out, g.opts.MaxBodyBytes, &g.buffers)
 		if err != nil {
 			return g.bodyError(err)
 		}
@@ -483,7 +487,7 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 // readJSONBody reads the body; when it is a JSON object, its members are kept so that model
 // and extra fields can be written. Other bodies go upstream unchanged.
 func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
-	bb, err := readBody(pr.in, g.opts.MaxBodyBytes, &g.buffers)
+	bb, err := readBody(pr.out, g.opts.MaxBodyBytes, &g.buffers)
 	if err != nil {
 		return g.bodyError(err)
 	}

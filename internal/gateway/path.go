@@ -166,10 +166,15 @@ func escapesBase(trailing string) bool {
 			return true
 		}
 	}
-	for seg := range strings.FieldsFuncSeq(p, func(r rune) bool { return r == '/' || r == '\\' }) {
-		if seg == "." || seg == ".." {
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' && p[i] != '\\' {
+			continue
+		}
+		if seg := p[start:i]; seg == "." || seg == ".." {
 			return true
 		}
+		start = i + 1
 	}
 	return false
 }
