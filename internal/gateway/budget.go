@@ -59,11 +59,11 @@ var errOverBudget = errors.New("the gateway's memory budget for request bodies i
 // is not waited for, and the server closes the connection after the answer.
 type clientBody struct {
 	io.ReadCloser
-	w       http.ResponseWriter
-	n       int64
-	limit   int64
-	timeout bool // a read deadline is set
-	done    bool
+	w     http.ResponseWriter
+	n     int64
+	limit int64
+	rd    readDeadliner // set when a read deadline is
+	done  bool
 }
 
 // readDeadliner is what the server's response writer offers to bound reads of the body.
@@ -74,7 +74,7 @@ func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) {
 	b := &clientBody{ReadCloser: r.Body, w: w, limit: g.opts.MaxBodyBytes}
 	if rd, ok := w.(readDeadliner); ok && g.opts.BodyReadTimeout > 0 {
 		_ = rd.SetReadDeadline(time.Now().Add(g.opts.BodyReadTimeout))
-		b.timeout = true
+		b.rd = rd
 	}
 	r.Body = b
 }
@@ -96,8 +96,8 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		// The server's reads that watch for a client going away must not time out while
 		// the response streams.
 		b.done = true
-		if b.timeout {
-			_ = b.w.(readDeadliner).SetReadDeadline(time.Time{})
+		if b.rd != nil {
+			_ = b.rd.SetReadDeadline(time.Time{})
 		}
 	}
 	return n, err

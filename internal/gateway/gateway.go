@@ -795,8 +795,8 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleTimer) error {
 	bb := newBodyBuf(&g.buffers)
 	src := resp.Body
-	for {
-		if (len(bb.b) == cap(bb.b) && !bb.grow(1)) || !bb.account() {
+	for room := bb.account(); ; room = len(bb.b) < cap(bb.b) || bb.grow(1) {
+		if !room {
 			// No room in the budget: send what was read, then the rest as it comes.
 			resp.Body = passThrough(bb, src, idle)
 			return nil
