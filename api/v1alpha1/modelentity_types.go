@@ -45,8 +45,9 @@ type ModelEntitySpec struct {
 	Description string `json:"description,omitempty"`
 
 	// RetryOn lists further failures after which the gateway tries another provider. Failures
-	// where the request provably never ran upstream (no connection could be made, or an answer
-	// of 429 or 503) are always retried. Each of these may mean the first provider already ran,
+	// where the request provably never ran upstream (no connection could be made, the
+	// connection failed while the request was sent, or an answer of 429 or 503) are always
+	// retried. Each of these may mean the first provider already ran,
 	// and billed, the request: GatewayError, a 502 or 504 answer; Timeout, no response headers
 	// within the provider's responseHeader timeout; Reset, the connection lost after the request
 	// was sent. Retries happen only before the first byte reaches the client. Default: none.

@@ -671,18 +671,26 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 // Reasons of failed attempts, as metric labels, besides the status codes.
 const (
 	reasonConnect = "connect" // no connection was made: the request did not run
+	reasonSend    = "send"    // the connection failed while the request was sent: it did not run
 	reasonTimeout = "timeout" // no response headers in time
 	reasonReset   = "reset"   // the connection failed once the request was sent
 )
 
 // failureOf classifies an attempt's error, and tells whether the request provably did not
-// reach the upstream: only a failed dial (refused, unreachable, not allowed, timed out
-// connecting) proves it. A kept-alive connection found closed before anything was written is
-// retried by the transport itself.
+// run upstream: a failed dial (refused, unreachable, not allowed, timed out connecting), or a
+// connection that failed while the request was written, such as a kept-alive one the upstream
+// had closed (an upstream does not run a request it has not received whole; bodies that could
+// be streamed in are not retried anyway). A kept-alive connection found closed before anything
+// was written is retried by the transport itself.
 func failureOf(err error) (reason string, safe bool) {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return reasonConnect, true
+	if errors.As(err, &op) {
+		switch op.Op {
+		case "dial":
+			return reasonConnect, true
+		case "write", "readfrom":
+			return reasonSend, true
+		}
 	}
 	if isTimeout(err) {
 		return reasonTimeout, false
