@@ -42,6 +42,9 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/infergate/infergate/internal/cli"
 	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/testenv"
 )
@@ -51,7 +54,8 @@ const (
 	controlPlaneDir = "control-plane"         // etcd's data and the API server's certificates, under --dir
 	entity          = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
 	servedModel     = "meta/llama-3.1-8b-instruct"
-	serviceAccount  = "quickstart" // calls the gateway with its token
+	serviceAccount  = "quickstart"           // calls the gateway with its token
+	cliContext      = "infergate-quickstart" // the kubeconfig context, and the kubectl plugin's setting
 	// secretLabel marks the Secrets the manager reads, as the chart's default does.
 	secretLabel = "inference.infergate.dev/api-key=true"
 	// ReadyLine is printed once everything is up; scripts and the test wait for it.
@@ -121,8 +125,8 @@ func run(ctx context.Context) (err error) {
 	}
 
 	bin := filepath.Join(dir, "bin")
-	step("building the manager and the simulator")
-	for name, pkg := range map[string]string{"manager": "./cmd", "simulator": "./cmd/simulator"} {
+	step("building the manager, the simulator and the kubectl plugin")
+	for name, pkg := range map[string]string{"manager": "./cmd", "simulator": "./cmd/simulator", "kubectl-inference": "./cmd/kubectl-inference"} {
 		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, name), pkg)
 		build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
@@ -149,6 +153,10 @@ func run(ctx context.Context) (err error) {
 	}()
 	kubeconfig, err := testenv.WriteKubeconfig(env, dir)
 	if err != nil {
+		return err
+	}
+	// A context name of its own, under which the kubectl plugin's setting is saved.
+	if err := renameContext(kubeconfig, cliContext); err != nil {
 		return err
 	}
 	kubectl := filepath.Join(assets, "kubectl")
@@ -273,6 +281,12 @@ spec:
 		return err
 	}
 
+	// kubectl inference finds the gateway with no flags: its URL is saved for the context.
+	if err := cli.SaveGatewayURL(cliContext, "http://"+*gatewayAddr); err != nil {
+		return fmt.Errorf("save the gateway URL for kubectl inference: %w", err)
+	}
+	defer func() { _ = cli.SaveGatewayURL(cliContext, "") }()
+
 	printUsage(os.Stdout, dir, kubeconfig, assets, token)
 	fmt.Println(readyLine)
 
@@ -298,6 +312,18 @@ spec:
 	return nil
 }
 
+// renameContext gives the current context of kubeconfig another name.
+func renameContext(kubeconfig, name string) error {
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.Contexts[name] = cfg.Contexts[cfg.CurrentContext]
+	delete(cfg.Contexts, cfg.CurrentContext)
+	cfg.CurrentContext = name
+	return clientcmd.WriteToFile(*cfg, kubeconfig)
+}
+
 func printUsage(w io.Writer, dir, kubeconfig, assets, token string) {
 	base := "http://" + *gatewayAddr + "/apis/inference-gateway/v2/workspaces/" + workspace
 	openaiBase := base + "/openai/-/v1"
@@ -316,11 +342,17 @@ infergate is running. Ctrl-C stops everything.
 Look at the cluster, and take the token of ServiceAccount %[16]s/%[17]s (valid 24 hours, also in
 %[4]s/token): it may call the models and the provider of workspace %[16]s.
 
-  export KUBECONFIG=%[5]s PATH=%[6]s:$PATH
+  export KUBECONFIG=%[5]s PATH=%[4]s/bin:%[6]s:$PATH
   export INFERGATE_TOKEN=%[15]s
   kubectl get inference
   kubectl describe modelentity %[7]s
   kubectl auth can-i create modelentities/%[7]s --subresource=proxy -n %[16]s --as=system:serviceaccount:%[16]s:%[17]s
+
+The kubectl plugin (kubectl-inference, on the PATH above; the gateway's URL is saved for the
+context, the token is taken from INFERGATE_TOKEN):
+
+  kubectl inference models list --all
+  kubectl inference chat %[7]s "Write a haiku about Kubernetes"
 
 Chat, then stream, through the OpenAI-compatible route:
 

@@ -70,12 +70,12 @@ func TestQuickstart(t *testing.T) {
 	out := q.waitReady(t)
 
 	// kubectl, as printed.
-	env := regexp.MustCompile(`export KUBECONFIG=(\S+) PATH=(\S+):\$PATH`).FindStringSubmatch(out)
+	env := regexp.MustCompile(`export KUBECONFIG=(\S+) PATH=(\S+):(\S+):\$PATH`).FindStringSubmatch(out)
 	if env == nil {
 		t.Fatalf("no export line in:\n%s", out)
 	}
 	kubectl := func(args ...string) ([]byte, error) {
-		return exec.Command(filepath.Join(env[2], "kubectl"), append([]string{"--kubeconfig", env[1]}, args...)...).CombinedOutput()
+		return exec.Command(filepath.Join(env[3], "kubectl"), append([]string{"--kubeconfig", env[1]}, args...)...).CombinedOutput()
 	}
 	get, err := kubectl("get", "inference")
 	if err != nil || !regexp.MustCompile(`(?m)^modelentity\.inference\.infergate\.dev/llama-3-1-8b-instruct\s.*True`).Match(get) {
@@ -95,6 +95,23 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("no export INFERGATE_TOKEN line in:\n%s", out)
 	}
 	token := tokenLine[1]
+
+	// The kubectl plugin, as printed: kubectl finds kubectl-inference on the printed PATH, the
+	// gateway's URL from the setting the quickstart saved, the token from INFERGATE_TOKEN.
+	cliConfig := cliConfigOf(state)
+	plugin := regexp.MustCompile(`(?m)^\s*kubectl inference (.*)$`).FindAllStringSubmatch(out, -1)
+	if len(plugin) != 2 {
+		t.Fatalf("want 2 kubectl inference lines, got %d in:\n%s", len(plugin), out)
+	}
+	for i, want := range []string{"default/llama-3-1-8b-instruct", "Hello from simulator."} {
+		args := append([]string{"inference"}, shellWords(t, plugin[i][1])...)
+		cmd := exec.Command(filepath.Join(env[3], "kubectl"), args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+env[1], "PATH="+env[2]+":"+env[3]+":"+os.Getenv("PATH"), "INFERGATE_TOKEN="+token, "INFERGATE_CLI_CONFIG="+cliConfig)
+		got, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(got), want) {
+			t.Errorf("kubectl inference %s: %v\n%s", plugin[i][1], err, got)
+		}
+	}
 
 	// Every curl line, as printed: the method, URL, headers and body are what the user would
 	// send, with $INFERGATE_TOKEN expanded as the shell would.
@@ -216,6 +233,9 @@ func TestQuickstart(t *testing.T) {
 	if left := processesUsing(t, state); len(left) > 0 {
 		t.Errorf("processes left running after Ctrl-C: %v", left)
 	}
+	if saved, _ := os.ReadFile(cliConfig); strings.Contains(string(saved), "infergate-quickstart") {
+		t.Errorf("the kubectl plugin's setting for the quickstart's context outlives it:\n%s", saved)
+	}
 	if !strings.Contains(q.stderr.String(), "left running by an earlier quickstart") {
 		t.Errorf("the second run did not stop the first run's control plane:\n%s", q.stderr.String())
 	}
@@ -236,7 +256,7 @@ func startQuickstart(t *testing.T, bin, assets, dir string) *quickstart {
 	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1)}
 	q.cmd = exec.Command(bin, "--dir", dir, "--gateway-address", testutil.FreeAddr(t), "--simulator-address", testutil.FreeAddr(t),
 		"--probe-address", testutil.FreeAddr(t), "--metrics-address", testutil.FreeAddr(t))
-	q.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
+	q.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets, "INFERGATE_CLI_CONFIG="+cliConfigOf(dir))
 	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
 	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	q.cmd.Stderr = q.stderr
@@ -301,4 +321,40 @@ func processesUsing(t *testing.T, dir string) []procfs.Process {
 		}
 	}
 	return found
+}
+
+// cliConfigOf is where the quickstart of state dir saves the kubectl plugin's settings in the
+// test, instead of the user's config directory.
+func cliConfigOf(dir string) string {
+	return filepath.Join(filepath.Dir(dir), "kubectl-inference.yaml")
+}
+
+// shellWords splits a printed command line as a shell would, for the double quotes it uses.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var word strings.Builder
+	quoted, inWord := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+			}
+			inWord = false
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unbalanced quotes in %q", line)
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words
 }
