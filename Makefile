@@ -77,9 +77,21 @@ test: manifests generate vet envtest-assets $(HELM) ## Run unit and envtest suit
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the simulator into ./bin.
+build: ## Build the manager, the simulator and the kubectl plugin (kubectl-inference) into ./bin.
 	go build -o $(LOCALBIN)/manager ./cmd
 	go build -o $(LOCALBIN)/simulator ./cmd/simulator
+	go build -o $(LOCALBIN)/kubectl-inference ./cmd/kubectl-inference
+
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+.PHONY: dist-plugin
+dist-plugin: ## Build the kubectl plugin for each of PLUGIN_PLATFORMS into ./dist, to release beside the image.
+	@mkdir -p dist
+	@for platform in $(PLUGIN_PLATFORMS); do \
+	  os=$${platform%/*}; arch=$${platform#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  echo "kubectl-inference $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags="-s -w" -o dist/kubectl-inference-$$os-$$arch$$ext ./cmd/kubectl-inference; \
+	done
 
 .PHONY: docker-build
 docker-build: ## Build the manager image $(IMG) (needs a container engine).
