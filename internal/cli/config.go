@@ -99,7 +99,9 @@ func newConfigCommand(f *factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Save how to reach the gateway, per kubeconfig context",
-		Args:  cobra.NoArgs,
+		Example: `  kubectl inference config set --gateway-url https://inference.example.com
+  kubectl inference config view`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("a command is needed: %s", commandNames(cmd))
 		},

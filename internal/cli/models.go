@@ -38,7 +38,9 @@ func newModelsCommand(f *factory) *cobra.Command {
 		Use:     "models",
 		Aliases: []string{"model"},
 		Short:   "List the models the gateway routes, or get one",
-		Args:    cobra.NoArgs,
+		Example: `  kubectl inference models list --all
+  kubectl inference models get llama-3-1-8b-instruct`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("a command is needed: %s", commandNames(cmd))
 		},

@@ -37,6 +37,7 @@ func newProvidersCommand(f *factory) *cobra.Command {
 		Use:     "providers",
 		Aliases: []string{"provider"},
 		Short:   "List the Providers and whether the gateway routes to them",
+		Example: `  kubectl inference providers list -n system`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("a command is needed: %s", commandNames(cmd))

@@ -35,7 +35,9 @@ func newGatewayCommand(f *factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Call the raw provider and model routes",
-		Args:  cobra.NoArgs,
+		Example: `  kubectl inference gateway provider get v1/models --name nvidia-build -n system
+  kubectl inference gateway model post v1/chat/completions --name llama-3-1-8b-instruct --body @request.json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("a command is needed: %s", commandNames(cmd))
 		},

@@ -227,6 +227,23 @@ spec: {servedModelName: nobody/serves-this}
 		}
 	})
 
+	t.Run("chat on a terminal is a conversation", func(t *testing.T) {
+		script, err := exec.LookPath("script") // util-linux: runs a command on a pseudo-terminal
+		if err != nil {
+			t.Skip("no script(1) to give the plugin a terminal")
+		}
+		cmd := exec.Command(script, "-q", "-e", "-c", p.bin+" chat llama --system-message 'Be brief'", "/dev/null")
+		cmd.Env = p.env
+		cmd.Stdin = strings.NewReader("Hello\nAnd again\nexit\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "Chatting with team/llama") || strings.Count(string(out), "Hello from sim.") != 2 {
+			t.Errorf("a conversation of two turns:\n%s", out)
+		}
+	})
+
 	t.Run("chat streams the answer as it is written", func(t *testing.T) {
 		cmd := exec.Command(p.bin, "chat", "llama", "Tell me a story")
 		cmd.Env = p.env
