@@ -102,9 +102,7 @@ func newConfigCommand(f *factory) *cobra.Command {
 		Example: `  kubectl inference config set --gateway-url https://inference.example.com
   kubectl inference config view`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("a command is needed: %s", commandNames(cmd))
-		},
+		RunE: requireCommand,
 	}
 	var unset bool
 	set := &cobra.Command{

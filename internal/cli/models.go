@@ -41,9 +41,7 @@ func newModelsCommand(f *factory) *cobra.Command {
 		Example: `  kubectl inference models list --all
   kubectl inference models get llama-3-1-8b-instruct`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("a command is needed: %s", commandNames(cmd))
-		},
+		RunE: requireCommand,
 	}
 	cmd.AddCommand(newModelsListCommand(f), newModelsGetCommand(f))
 	return cmd

@@ -39,9 +39,7 @@ func newProvidersCommand(f *factory) *cobra.Command {
 		Short:   "List the Providers and whether the gateway routes to them",
 		Example: `  kubectl inference providers list -n system`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("a command is needed: %s", commandNames(cmd))
-		},
+		RunE:    requireCommand,
 	}
 	cmd.AddCommand(newProvidersListCommand(f))
 	return cmd

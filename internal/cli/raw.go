@@ -38,9 +38,7 @@ func newGatewayCommand(f *factory) *cobra.Command {
 		Example: `  kubectl inference gateway provider get v1/models --name nvidia-build -n system
   kubectl inference gateway model post v1/chat/completions --name llama-3-1-8b-instruct --body @request.json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("a command is needed: %s", commandNames(cmd))
-		},
+		RunE: requireCommand,
 	}
 	cmd.AddCommand(newRouteCommand(f, "provider", "a provider's own API, with its key and nothing rewritten",
 		`  # The models a provider itself lists.

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -92,9 +93,7 @@ its exec credential plugin's).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("a command is needed: %s", commandNames(cmd))
-		},
+		RunE:          requireCommand,
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	flags.AddFlags(cmd.PersistentFlags())
@@ -113,18 +112,21 @@ its exec credential plugin's).`,
 	return cmd
 }
 
+// requireCommand is the RunE of a command that only groups others: run bare, it is a usage
+// error that names them.
+func requireCommand(cmd *cobra.Command, _ []string) error {
+	return usagef("a command is needed: %s", commandNames(cmd))
+}
+
 // commandNames lists the subcommands of cmd, for a usage error.
 func commandNames(cmd *cobra.Command) string {
-	names := ""
+	var names []string
 	for _, c := range cmd.Commands() {
 		if c.IsAvailableCommand() {
-			if names != "" {
-				names += ", "
-			}
-			names += c.Name()
+			names = append(names, c.Name())
 		}
 	}
-	return names
+	return strings.Join(names, ", ")
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names what is missing.
