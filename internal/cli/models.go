@@ -28,6 +28,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
@@ -332,22 +333,8 @@ func (o *modelsGetOptions) explain(ctx context.Context, notFound error) error {
 
 // splitModel reads "name" or "namespace/name"; a model id's namespace is its workspace.
 func splitModel(arg, namespace string) (ns, name string) {
-	if ws, n, ok := strings.Cut(arg, "/"); ok && ws != "" && n != "" && !strings.Contains(n, "/") && isNamespace(ws) {
+	if ws, n, ok := strings.Cut(arg, "/"); ok && ws != "" && n != "" && !strings.Contains(n, "/") && len(validation.IsDNS1123Label(ws)) == 0 {
 		return ws, n
 	}
 	return namespace, arg
-}
-
-// isNamespace reports whether s can be a namespace name (an RFC 1123 label).
-func isNamespace(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1) {
-			return false
-		}
-	}
-	return true
 }
