@@ -53,7 +53,17 @@ func newCommand() *cobra.Command {
 		Use:   "simulator",
 		Short: "An OpenAI-compatible model server for tests, benchmarks and the quickstart",
 		Long: `simulator answers OpenAI requests with generated text, so that infergate can be tried and
-measured without a real model. The API key, when set, is read from $SIMULATOR_API_KEY.`,
+measured without a real model. The API key, when set, is read from $SIMULATOR_API_KEY.
+
+With --max-num-seqs, --prefill-time-per-token, --decode-time-per-seq and --kv-cache-blocks it
+behaves like a GPU server running vLLM: a bounded batch with a waiting queue, time to first
+token that grows with the queue and with the prompt tokens the prefix cache misses, decode
+steps that slow as the batch grows, and vLLM's metrics on /metrics
+(vllm:num_requests_running, vllm:num_requests_waiting, vllm:kv_cache_usage_perc, ...).`,
+		Example: `  # A server like one GPU running an 8B model with vLLM.
+  simulator --listen 127.0.0.1:9001 --models meta/llama-3.1-8b-instruct --chunks 64 \
+    --chunk-delay 15ms --decode-time-per-seq 1ms --max-num-seqs 8 \
+    --prefill-time-per-token 50us --kv-cache-blocks 4096`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
@@ -87,10 +97,15 @@ measured without a real model. The API key, when set, is read from $SIMULATOR_AP
 	f.StringVar(&listen, "listen", "127.0.0.1:9000", "address to listen on")
 	f.StringVar(&opts.Name, "name", "simulator", "name shown in the generated text")
 	f.StringSliceVar(&opts.Models, "models", []string{"sim/model"}, "served model ids, comma separated")
-	f.IntVar(&opts.Chunks, "chunks", 8, "content chunks per streamed response (and words per response)")
-	f.DurationVar(&opts.ChunkDelay, "chunk-delay", 0, "pause before each streamed chunk")
+	f.IntVar(&opts.Chunks, "chunks", 8, "tokens per response (content chunks of a stream), unless max_tokens asks for fewer")
+	f.DurationVar(&opts.ChunkDelay, "chunk-delay", 0, "time of a decode step with one sequence running: the pause before each token")
 	f.DurationVar(&opts.Latency, "latency", 0, "pause before each response's headers")
 	f.IntVar(&opts.EmbeddingDims, "embedding-dims", 16, "length of embedding vectors")
 	f.BoolVar(&opts.SSEExtras, "sse-extras", false, "add SSE comments, id: and event: lines to streams")
+	f.IntVar(&opts.MaxNumSeqs, "max-num-seqs", 0, "sequences that run at once, as vLLM's --max-num-seqs; the others wait (0: no bound)")
+	f.DurationVar(&opts.PrefillTimePerToken, "prefill-time-per-token", 0, "prefill time per prompt token not in the prefix cache; prompts are prefilled one at a time")
+	f.DurationVar(&opts.DecodeTimePerSeq, "decode-time-per-seq", 0, "added to each decode step for every other running sequence")
+	f.IntVar(&opts.KVCacheBlocks, "kv-cache-blocks", 0, "KV cache blocks: enables the prefix cache (LRU) and makes sequences wait for room (0: no cache)")
+	f.IntVar(&opts.BlockSize, "block-size", 16, "tokens per KV cache block (4 bytes of prompt text make a token)")
 	return cmd
 }

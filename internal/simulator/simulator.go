@@ -18,12 +18,17 @@ limitations under the License.
 // quickstart: chat completions, completions and embeddings (JSON or SSE streams), the model
 // list, health endpoints, an optional API key, and failures on demand.
 //
+// It can behave like a GPU server running vLLM (see Options.MaxNumSeqs and what follows): a
+// bounded batch with a waiting queue, prefill time for the prompt tokens its prefix cache does
+// not hold, decode steps that slow as the batch grows, vLLM's metrics on /metrics and
+// usage.prompt_tokens_details.cached_tokens in answers.
+//
 // Per-request behaviour can be chosen with headers, which pass through the gateway:
 //
 //	X-Sim-Status: 503          answer with this status and an OpenAI error body
 //	X-Sim-Retry-After: 2       with X-Sim-Status, send Retry-After
-//	X-Sim-Chunks: 20           number of content chunks in a stream
-//	X-Sim-Chunk-Delay: 50ms    pause before each chunk
+//	X-Sim-Chunks: 20           number of tokens (content chunks of a stream) to generate
+//	X-Sim-Chunk-Delay: 50ms    time of each decode step (pause before each chunk)
 //	X-Sim-Latency: 10ms        pause before the response headers
 package simulator
 
@@ -64,6 +69,23 @@ type Options struct {
 	SSEExtras bool
 	// Record keeps every request for Requests.
 	Record bool
+
+	// The engine model, a vLLM server in miniature (see engine). The zero values give a server
+	// with no queue, no prefill time and no prefix cache.
+
+	// MaxNumSeqs bounds the sequences that run at once; the others wait. 0: no bound.
+	MaxNumSeqs int
+	// PrefillTimePerToken is the prefill time of each prompt token the prefix cache does not
+	// hold. Prompts are prefilled one at a time.
+	PrefillTimePerToken time.Duration
+	// DecodeTimePerSeq is added to each decode step (ChunkDelay) for every other running
+	// sequence: the batch slows every step.
+	DecodeTimePerSeq time.Duration
+	// KVCacheBlocks is the number of KV cache blocks; it enables the prefix cache, and
+	// sequences wait while their blocks do not fit. 0: no prefix cache.
+	KVCacheBlocks int
+	// BlockSize is the number of tokens per block. Default 16.
+	BlockSize int
 }
 
 // Request is a request as the simulator received it.
@@ -75,8 +97,10 @@ type Request struct {
 
 // Server is the simulator's http.Handler.
 type Server struct {
-	opts   Options
-	apiKey atomic.Pointer[string]
+	opts    Options
+	engine  *engine
+	metrics *metrics
+	apiKey  atomic.Pointer[string]
 	status atomic.Int32
 	served atomic.Int64
 	ids    atomic.Int64
@@ -99,7 +123,8 @@ func New(opts Options) *Server {
 	if opts.EmbeddingDims <= 0 {
 		opts.EmbeddingDims = 16
 	}
-	s := &Server{opts: opts}
+	s := &Server{opts: opts, engine: newEngine(opts)}
+	s.metrics = newMetrics(s.engine, opts.Models[0])
 	s.apiKey.Store(&opts.APIKey)
 	return s
 }
@@ -132,11 +157,28 @@ func (s *Server) LastRequest() (Request, bool) {
 
 // chatRequest holds the fields of OpenAI requests the simulator looks at.
 type chatRequest struct {
-	Model         string          `json:"model"`
-	Stream        bool            `json:"stream"`
-	StreamOptions *streamOptions  `json:"stream_options"`
-	Input         json.RawMessage `json:"input"`
-	Encoding      string          `json:"encoding_format"`
+	Model               string          `json:"model"`
+	Messages            []chatMessage   `json:"messages"`
+	Prompt              json.RawMessage `json:"prompt"`
+	MaxTokens           int             `json:"max_tokens"`
+	MaxCompletionTokens int             `json:"max_completion_tokens"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *streamOptions  `json:"stream_options"`
+	Input               json.RawMessage `json:"input"`
+	Encoding            string          `json:"encoding_format"`
+}
+
+type chatMessage struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// maxTokens is the request's bound on output tokens, 0 when it sets none.
+func (r *chatRequest) maxTokens() int {
+	if r.MaxCompletionTokens > 0 {
+		return r.MaxCompletionTokens
+	}
+	return r.MaxTokens
 }
 
 type streamOptions struct {
@@ -160,6 +202,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path {
 	case "/health", "/v1/health/ready", "/v1/health/live", "/healthz":
 		w.WriteHeader(http.StatusOK)
+		return
+	case "/metrics":
+		s.metrics.handler.ServeHTTP(w, r)
 		return
 	}
 	if key := *s.apiKey.Load(); key != "" && !authorized(r, key) {
@@ -204,20 +249,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found", fmt.Sprintf("The model `%s` does not exist.", req.Model))
 		return
 	}
-	promptTokens := len(body)/4 + 1
 	switch path {
-	case "/v1/chat/completions":
-		if req.Stream {
-			s.stream(w, r, req, promptTokens, true)
-			return
-		}
-		s.chat(w, req, promptTokens)
-	case "/v1/completions":
-		if req.Stream {
-			s.stream(w, r, req, promptTokens, false)
-			return
-		}
-		s.completion(w, req, promptTokens)
+	case "/v1/chat/completions", "/v1/completions":
+		s.generate(w, r, &req, path == "/v1/chat/completions")
 	case "/v1/embeddings":
 		s.embeddings(w, req)
 	default:
@@ -289,9 +323,22 @@ func (s *Server) models(w http.ResponseWriter) {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                  `json:"prompt_tokens"`
+	CompletionTokens    int                  `json:"completion_tokens"`
+	TotalTokens         int                  `json:"total_tokens"`
+	PromptTokensDetails *promptTokensDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptTokensDetails tells how much of the prompt the prefix cache held, as vLLM reports it.
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
+}
+
+func (u *usage) cached() int {
+	if u.PromptTokensDetails == nil {
+		return 0
+	}
+	return u.PromptTokensDetails.CachedTokens
 }
 
 type message struct {
@@ -334,99 +381,165 @@ func (s *Server) text(n int) string {
 
 func (s *Server) id(prefix string) string { return prefix + strconv.FormatInt(s.ids.Add(1), 10) }
 
-func stop() *string { v := "stop"; return &v }
-
-func (s *Server) chat(w http.ResponseWriter, req chatRequest, prompt int) {
-	n := s.opts.Chunks
-	writeJSON(w, http.StatusOK, completion{
-		ID: s.id("chatcmpl-sim-"), Object: "chat.completion", Created: time.Now().Unix(), Model: req.Model,
-		Choices: []choice{{Message: &message{Role: "assistant", Content: s.text(n)}, FinishReason: stop()}},
-		Usage:   &usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n},
-	})
-}
-
-func (s *Server) completion(w http.ResponseWriter, req chatRequest, prompt int) {
-	n := s.opts.Chunks
-	text := s.text(n)
-	writeJSON(w, http.StatusOK, completion{
-		ID: s.id("cmpl-sim-"), Object: "text_completion", Created: time.Now().Unix(), Model: req.Model,
-		Choices: []choice{{Text: &text, FinishReason: stop()}},
-		Usage:   &usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n},
-	})
-}
-
-// stream writes an SSE stream of chunks, each flushed as it is written.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, req chatRequest, prompt int, chat bool) {
+// generate answers a chat completion or a completion through the engine: it waits its turn,
+// prefills what the prefix cache does not hold, then writes tokens as they are decoded, as SSE
+// events when the request streams.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, req *chatRequest, chat bool) {
+	start := time.Now()
 	n := s.opts.Chunks
 	if v := r.Header.Get("X-Sim-Chunks"); v != "" {
 		if c, err := strconv.Atoi(v); err == nil && c > 0 {
 			n = c
 		}
 	}
-	delay := durationHeader(r, "X-Sim-Chunk-Delay", s.opts.ChunkDelay)
-	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if s.opts.SSEExtras {
-		_, _ = io.WriteString(w, ": simulator stream\n\n")
+	finish := "stop"
+	if m := req.maxTokens(); m > 0 && m < n {
+		n, finish = m, "length"
 	}
-	object, id := "text_completion", s.id("cmpl-sim-")
+	text := promptText(req)
+	seq, err := s.engine.newSequence(text, n)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "", err.Error())
+		return
+	}
+	out := &tokenWriter{s: s, w: w, req: req, chat: chat, stream: req.Stream, created: time.Now().Unix()}
+	out.object, out.id = "text_completion", s.id("cmpl-sim-")
 	if chat {
-		object, id = "chat.completion.chunk", s.id("chatcmpl-sim-")
+		out.object, out.id = "chat.completion", s.id("chatcmpl-sim-")
 	}
-	created := time.Now().Unix()
-	send := func(seq int, c completion) bool {
-		data, _ := json.Marshal(c)
-		var frame []byte
-		if s.opts.SSEExtras {
-			frame = append(frame, "id: "+strconv.Itoa(seq)+"\nevent: chunk\n"...)
+	if req.Stream {
+		out.begin() // the response starts at once; tokens follow as they come
+	}
+
+	ctx := r.Context()
+	if err := s.engine.admit(ctx, seq); err != nil {
+		return // the client went away while queued
+	}
+	defer s.engine.finish(seq)
+	prompt := promptTokens(text)
+	u := usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n}
+	s.metrics.promptTokens.Add(float64(prompt))
+	if s.engine.cache != nil {
+		cached := min(seq.hits*s.engine.blockSize, prompt-1)
+		u.PromptTokensDetails = &promptTokensDetails{CachedTokens: cached}
+		s.metrics.cacheQueries.Add(float64(prompt))
+		s.metrics.cacheHits.Add(float64(cached))
+	}
+	if err := s.engine.prefillFor(ctx, prompt-u.cached()); err != nil {
+		return
+	}
+	itl := durationHeader(r, "X-Sim-Chunk-Delay", s.opts.ChunkDelay)
+	for i := range n {
+		if err := pause(ctx, s.engine.step(itl)); err != nil {
+			return
 		}
-		frame = append(frame, "data: "...)
-		frame = append(frame, data...)
-		frame = append(frame, "\n\n"...)
-		if _, err := w.Write(frame); err != nil {
-			return false
+		if i == 0 {
+			s.metrics.ttft.Observe(time.Since(start).Seconds())
 		}
-		if flusher != nil {
-			flusher.Flush()
+		s.metrics.generationTokens.Inc()
+		var reason *string
+		if i == n-1 {
+			reason = &finish
 		}
+		if !out.token(i, reason) {
+			return
+		}
+	}
+	out.end(&u, s.text(n), finish)
+	s.metrics.succeeded.Inc()
+	s.metrics.e2e.Observe(time.Since(start).Seconds())
+}
+
+// tokenWriter writes a generation: SSE chunks as tokens come, or one JSON document at the end.
+type tokenWriter struct {
+	s            *Server
+	w            http.ResponseWriter
+	req          *chatRequest
+	chat, stream bool
+	object, id   string
+	created      int64
+	seq          int
+}
+
+func (t *tokenWriter) begin() {
+	t.w.Header().Set("Content-Type", "text/event-stream")
+	t.w.Header().Set("Cache-Control", "no-cache")
+	t.w.WriteHeader(http.StatusOK)
+	if t.s.opts.SSEExtras {
+		_, _ = io.WriteString(t.w, ": simulator stream\n\n")
+	}
+	t.flush()
+}
+
+func (t *tokenWriter) flush() {
+	if f, ok := t.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// token writes the i-th token when streaming.
+func (t *tokenWriter) token(i int, finish *string) bool {
+	if !t.stream {
 		return true
 	}
-	for i := 0; i < n; i++ {
-		if delay > 0 && !sleep(r, delay) {
-			return
+	word := t.s.word(i)
+	c := completion{ID: t.id, Object: t.object + ".chunk", Created: t.created, Model: t.req.Model}
+	if !t.chat {
+		c.Object = t.object
+	}
+	if t.chat {
+		delta := &message{Content: word}
+		if i == 0 {
+			delta.Role = "assistant"
 		}
-		c := completion{ID: id, Object: object, Created: created, Model: req.Model}
-		word := s.word(i)
-		var finish *string
-		if i == n-1 {
-			finish = stop()
-		}
-		if chat {
-			delta := &message{Content: word}
-			if i == 0 {
-				delta.Role = "assistant"
-			}
-			c.Choices = []choice{{Delta: delta, FinishReason: finish}}
+		c.Choices = []choice{{Delta: delta, FinishReason: finish}}
+	} else {
+		c.Choices = []choice{{Text: &word, FinishReason: finish}}
+	}
+	return t.send(c)
+}
+
+func (t *tokenWriter) send(c completion) bool {
+	data, _ := json.Marshal(c)
+	var frame []byte
+	if t.s.opts.SSEExtras {
+		frame = append(frame, "id: "+strconv.Itoa(t.seq)+"\nevent: chunk\n"...)
+	}
+	t.seq++
+	frame = append(frame, "data: "...)
+	frame = append(frame, data...)
+	frame = append(frame, "\n\n"...)
+	if _, err := t.w.Write(frame); err != nil {
+		return false
+	}
+	t.flush()
+	return true
+}
+
+// end writes the usage (streams: when asked with stream_options.include_usage) and closes the
+// stream, or writes the whole answer.
+func (t *tokenWriter) end(u *usage, text, finish string) {
+	if !t.stream {
+		c := completion{ID: t.id, Object: t.object, Created: t.created, Model: t.req.Model, Usage: u}
+		if t.chat {
+			c.Choices = []choice{{Message: &message{Role: "assistant", Content: text}, FinishReason: &finish}}
 		} else {
-			c.Choices = []choice{{Text: &word, FinishReason: finish}}
+			c.Choices = []choice{{Text: &text, FinishReason: &finish}}
 		}
-		if !send(i, c) {
+		writeJSON(t.w, http.StatusOK, c)
+		return
+	}
+	if t.req.StreamOptions != nil && t.req.StreamOptions.IncludeUsage {
+		c := completion{ID: t.id, Object: t.object + ".chunk", Created: t.created, Model: t.req.Model, Choices: []choice{}, Usage: u}
+		if !t.chat {
+			c.Object = t.object
+		}
+		if !t.send(c) {
 			return
 		}
 	}
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		c := completion{ID: id, Object: object, Created: created, Model: req.Model, Choices: []choice{},
-			Usage: &usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n}}
-		if !send(n, c) {
-			return
-		}
-	}
-	_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	if flusher != nil {
-		flusher.Flush()
-	}
+	_, _ = io.WriteString(t.w, "data: [DONE]\n\n")
+	t.flush()
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, req chatRequest) {
