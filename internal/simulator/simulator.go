@@ -101,9 +101,9 @@ type Server struct {
 	engine  *engine
 	metrics *metrics
 	apiKey  atomic.Pointer[string]
-	status atomic.Int32
-	served atomic.Int64
-	ids    atomic.Int64
+	status  atomic.Int32
+	served  atomic.Int64
+	ids     atomic.Int64
 
 	mu       sync.Mutex
 	requests []Request
