@@ -54,6 +54,7 @@ import (
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
 	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/snapshot"
 )
 
@@ -264,9 +265,19 @@ func run(ctx context.Context, o options) error {
 	}); err != nil {
 		return err
 	}
+	scrapeClient := scrape.NewClient(o.allowLocalUpstreams)
+	if err := mgr.Add(&scrape.Scraper{
+		Store:      store,
+		Client:     scrapeClient,
+		HopID:      gatewayID,
+		Registerer: ctrlmetrics.Registry,
+		Log:        log.WithName("scrape"),
+	}); err != nil {
+		return err
+	}
 	events := mgr.GetEventRecorder("infergate")
 	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10*time.Second, o.allowLocalUpstreams, gatewayID),
-		SecretLabels: secretLabels}).SetupWithManager(mgr); err != nil {
+		MetricsClient: scrapeClient, SecretLabels: secretLabels}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the provider controller: %w", err)
 	}
 	if err := (&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(mgr); err != nil {

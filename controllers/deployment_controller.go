@@ -344,6 +344,18 @@ func podSpec(d *inferencev1alpha1.Deployment) corev1.PodSpec {
 	return pod
 }
 
+// engineMetrics is where an engine serves its Prometheus metrics, so that the gateway reads
+// the server's queue and KV cache; nil for a generic server, whose metrics are unknown.
+func engineMetrics(e inferencev1alpha1.Engine) *inferencev1alpha1.ProviderMetrics {
+	switch e {
+	case inferencev1alpha1.EngineVLLM:
+		return &inferencev1alpha1.ProviderMetrics{Path: "/metrics"}
+	case inferencev1alpha1.EngineNIM:
+		return &inferencev1alpha1.ProviderMetrics{Path: "/v1/metrics"}
+	}
+	return nil
+}
+
 func storagePath(d *inferencev1alpha1.Deployment) string {
 	switch {
 	case d.Spec.Storage.MountPath != "":
@@ -392,6 +404,7 @@ func (r *DeploymentReconciler) reconcileProvider(ctx context.Context, d *inferen
 			Service:      &inferencev1alpha1.ServiceReference{Name: d.Name, Port: port(d)},
 			ServedModels: []string{d.Spec.ServedModelName},
 			HealthPath:   HealthPath(d),
+			Metrics:      engineMetrics(d.Spec.Engine),
 		},
 	}
 	if err := controllerutil.SetControllerReference(d, p, r.Scheme); err != nil {

@@ -18,7 +18,9 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +43,8 @@ import (
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/internal/discovery"
 	"github.com/infergate/infergate/internal/resolution"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/scrape"
 )
 
 // Field indexes of Providers.
@@ -73,6 +77,9 @@ type ProviderReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
 	Prober   *discovery.Prober
+	// MetricsClient reads the metrics of providers that have spec.metrics, to report in the
+	// MetricsAvailable condition whether they can be read (scrape.NewClient).
+	MetricsClient *http.Client
 	// SecretLabels, when set, are the labels of the only Secrets the manager reads
 	// (--secret-label-selector): a key in a Secret without them is not found, and the
 	// Provider's condition says which labels to add.
@@ -99,7 +106,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	next := p.Status.DeepCopy()
 	next.ObservedGeneration = p.Generation
 	next.URL = resolution.ProviderURL(&p)
-	result, err := r.probe(ctx, &p)
+	result, metricsCond, err := r.probe(ctx, &p)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -114,6 +121,12 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	transition := readyChanged(p.Status.Conditions, cond)
 	meta.SetStatusCondition(&next.Conditions, cond)
+	switch {
+	case p.Spec.Metrics == nil:
+		meta.RemoveStatusCondition(&next.Conditions, inferencev1alpha1.ConditionMetricsAvailable)
+	case metricsCond != nil:
+		meta.SetStatusCondition(&next.Conditions, *metricsCond)
+	}
 
 	now := metav1.Now()
 	changed := !equality.Semantic.DeepEqual(&p.Status, next)
@@ -136,22 +149,56 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{RequeueAfter: r.nextProbe(&p, req.NamespacedName, result.Ready)}, nil
 }
 
-// probe resolves the Service and the key, then probes the upstream. Missing objects are
-// results, not errors: they are reported in the condition.
-func (r *ProviderReconciler) probe(ctx context.Context, p *inferencev1alpha1.Provider) (discovery.Result, error) {
+// probe resolves the Service and the key, then probes the upstream and, when it is ready and
+// spec.metrics is set, reads its metrics once. Missing objects are results, not errors: they
+// are reported in the condition. The metrics condition is nil when the metrics were not read.
+func (r *ProviderReconciler) probe(ctx context.Context, p *inferencev1alpha1.Provider) (discovery.Result, *metav1.Condition, error) {
+	result, req, err := r.probeUpstream(ctx, p)
+	if err != nil || !result.Ready || p.Spec.Metrics == nil || r.MetricsClient == nil {
+		return result, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	target := scrape.Target{URL: resolution.MetricsURL(p), AuthHeader: req.AuthHeader, AuthValue: req.AuthValue, HopID: r.Prober.HopID}
+	cond := metav1.Condition{Type: inferencev1alpha1.ConditionMetricsAvailable, Status: metav1.ConditionTrue, ObservedGeneration: p.Generation}
+	report, engine, err := scrape.Fetch(ctx, r.MetricsClient, target)
+	switch {
+	case errors.Is(err, scrape.ErrUnknownMetrics):
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(inferencev1alpha1.ReasonUnknownMetrics)
+		cond.Message = "GET " + target.URL + " holds no queue metrics of a known engine (vLLM, NIM, SGLang, TGI): the gateway balances this provider on its own signals; check spec.metrics.path"
+	case err != nil:
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(inferencev1alpha1.ReasonScrapeFailed)
+		cond.Message = err.Error() + ": the gateway balances this provider on its own signals"
+	default:
+		what := "requests waiting and running"
+		if report.HasKVCacheUsage {
+			what = "requests waiting and running, and KV cache usage"
+		}
+		interval := routing.DefaultMetricsInterval
+		if i := p.Spec.Metrics.Interval; i != nil && i.Duration > 0 {
+			interval = i.Duration
+		}
+		cond.Reason = string(inferencev1alpha1.ReasonMetricsRead)
+		cond.Message = fmt.Sprintf("every gateway replica reads %s metrics (%s) from %s every %s", engine.Name, what, target.URL, interval)
+	}
+	return result, &cond, nil
+}
+
+// probeUpstream resolves the Service and the key, then probes the upstream.
+func (r *ProviderReconciler) probeUpstream(ctx context.Context, p *inferencev1alpha1.Provider) (discovery.Result, discovery.Request, error) {
 	if s := p.Spec.Service; s != nil {
 		var svc corev1.Service
 		err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: s.Name}, &svc)
 		switch {
 		case apierrors.IsNotFound(err):
 			return discovery.Result{Reason: inferencev1alpha1.ReasonServiceNotFound,
-				Message: fmt.Sprintf("Service %s/%s does not exist", p.Namespace, s.Name)}, nil
+				Message: fmt.Sprintf("Service %s/%s does not exist", p.Namespace, s.Name)}, discovery.Request{}, nil
 		case err != nil:
-			return discovery.Result{}, err
+			return discovery.Result{}, discovery.Request{}, err
 		}
 		if !slices.ContainsFunc(svc.Spec.Ports, func(port corev1.ServicePort) bool { return port.Port == s.Port }) {
 			return discovery.Result{Reason: inferencev1alpha1.ReasonServiceNotFound,
-				Message: fmt.Sprintf("Service %s/%s has no port %d", p.Namespace, s.Name, s.Port)}, nil
+				Message: fmt.Sprintf("Service %s/%s has no port %d", p.Namespace, s.Name, s.Port)}, discovery.Request{}, nil
 		}
 	}
 	req := discovery.Request{
@@ -163,16 +210,16 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *inferencev1alpha1.Pro
 	if ref := p.Spec.APIKeySecretRef; ref != nil {
 		key, found, err := resolution.ReadKey(ctx, r.Client, p.Namespace, ref)
 		if err != nil {
-			return discovery.Result{}, err
+			return discovery.Result{}, req, err
 		}
 		if !found {
-			return discovery.Result{Reason: inferencev1alpha1.ReasonSecretNotFound, Message: r.secretNotFound(p.Namespace, ref)}, nil
+			return discovery.Result{Reason: inferencev1alpha1.ReasonSecretNotFound, Message: r.secretNotFound(p.Namespace, ref)}, req, nil
 		}
 		req.AuthHeader, req.AuthValue = resolution.AuthHeader(p, key)
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	return r.Prober.Probe(ctx, req), nil
+	return r.Prober.Probe(ctx, req), req, nil
 }
 
 // secretNotFound says how to provide a missing key.

@@ -55,7 +55,37 @@ type ModelEntitySpec struct {
 	// +listType=set
 	// +optional
 	RetryOn []RetryCondition `json:"retryOn,omitempty"`
+
+	// LoadBalancing is how requests are spread over the providers; each gateway replica
+	// applies it alone. CacheAware (the default): requests whose prompts share a prefix (the
+	// system prompt and the conversation's first message) go to one provider, so that its
+	// prefix cache hits, unless it is overloaded; the others go to the less loaded of two
+	// providers drawn by weight, judged by the model servers' own queues where spec.metrics
+	// of their Providers is set, else by this replica's requests in flight and recent
+	// latencies. LeastRequest: the less busy of two providers drawn by weight, by this
+	// replica's requests in flight. RoundRobin: each provider in turn, as often as its weight
+	// says. Failover: the first provider (in spec.providers order, else by namespace and name)
+	// that is not ejected, the others only when it fails. Ejections, retries and Retry-After
+	// hold under every policy.
+	// +kubebuilder:default=CacheAware
+	// +optional
+	LoadBalancing LoadBalancing `json:"loadBalancing,omitempty"`
 }
+
+// LoadBalancing is a policy that spreads a model's requests over its providers.
+// +kubebuilder:validation:Enum=CacheAware;LeastRequest;RoundRobin;Failover
+type LoadBalancing string
+
+const (
+	// LoadBalancingCacheAware keeps a prompt prefix on one provider and weighs load.
+	LoadBalancingCacheAware LoadBalancing = "CacheAware"
+	// LoadBalancingLeastRequest picks the less busy of two providers.
+	LoadBalancingLeastRequest LoadBalancing = "LeastRequest"
+	// LoadBalancingRoundRobin takes the providers in turn.
+	LoadBalancingRoundRobin LoadBalancing = "RoundRobin"
+	// LoadBalancingFailover takes the first provider that is not ejected.
+	LoadBalancingFailover LoadBalancing = "Failover"
+)
 
 // RetryCondition is a failure after which a request that may have run upstream is retried on
 // another provider.
@@ -157,6 +187,7 @@ type ModelEntityStatus struct {
 // +kubebuilder:printcolumn:name="Ready Providers",type=integer,JSONPath=`.status.readyProviders`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Balancing",type=string,JSONPath=`.spec.loadBalancing`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) >= 2 && size(self.metadata.name) <= 63",message="metadata.name must be 2 to 63 characters long"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z][a-z0-9-]*$')",message="metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens; register vendor ids such as meta/llama-3.3-70b-instruct as meta-llama-3-3-70b-instruct"

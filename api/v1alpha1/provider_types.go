@@ -125,6 +125,41 @@ type ProviderSpec struct {
 	// Timeouts bound each upstream request.
 	// +optional
 	Timeouts *ProviderTimeouts `json:"timeouts,omitempty"`
+
+	// Metrics, when set, is where the model server serves its Prometheus metrics. Every gateway
+	// replica reads them on an interval, off the request path, to see the server's queue and KV
+	// cache use and route around a busy server; vLLM, NIM, SGLang and TGI metric names are
+	// understood. Set `metrics: {}` for a vLLM server's /metrics. Providers created for a
+	// Deployment of engine vllm or nim have it set.
+	// +optional
+	Metrics *ProviderMetrics `json:"metrics,omitempty"`
+}
+
+// ProviderMetrics says where and how often a model server's metrics are read.
+type ProviderMetrics struct {
+	// Path of the metrics on the provider's host: /metrics for vLLM, SGLang and TGI,
+	// /v1/metrics for NIM. Default /metrics.
+	// +kubebuilder:default="/metrics"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.metrics.path must start with /, such as /metrics"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="spec.metrics.path must not carry a query string or fragment"
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// Port serving the metrics, when it is not the provider's own.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+
+	// Interval between two reads by each gateway replica, from 100ms to 1m. Default 1s. A read
+	// older than three intervals is ignored.
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="spec.metrics.interval must be from 100ms to 1m"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
 }
 
 // BodyField is one top-level field of a JSON request body.
@@ -218,6 +253,8 @@ type ProviderTimeouts struct {
 type ProviderStatus struct {
 	// Conditions: `Ready` tells whether the gateway may route to this provider, with a reason
 	// such as SecretNotFound, Unauthorized, Unreachable or NotOpenAICompatible.
+	// `MetricsAvailable`, when spec.metrics is set, tells whether the model server's metrics
+	// are read (MetricsRead) or not (ScrapeFailed, UnknownMetrics).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -253,6 +290,7 @@ type ProviderStatus struct {
 // +kubebuilder:printcolumn:name="Models",type=string,JSONPath=`.status.models`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Metrics",type=string,JSONPath=`.status.conditions[?(@.type=="MetricsAvailable")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) >= 2 && size(self.metadata.name) <= 63",message="metadata.name must be 2 to 63 characters long"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z][a-z0-9-]*$')",message="metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens"

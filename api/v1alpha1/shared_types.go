@@ -24,6 +24,10 @@ import (
 // `kubectl wait --for=condition=Ready` waits for.
 const ConditionReady = "Ready"
 
+// ConditionMetricsAvailable is a Provider's condition that tells whether the model server's
+// metrics (spec.metrics) can be read and are understood. It does not affect readiness.
+const ConditionMetricsAvailable = "MetricsAvailable"
+
 // ConditionReason is the machine-readable reason of a condition. Each value names a state a
 // person can act on; the condition message says what to do.
 type ConditionReason string
@@ -65,6 +69,14 @@ const (
 	ReasonFailed ConditionReason = "Failed"
 	// ReasonScaledToZero: the Deployment has zero replicas on purpose.
 	ReasonScaledToZero ConditionReason = "ScaledToZero"
+
+	// ReasonMetricsRead: the model server's metrics were read; the message names the metrics.
+	ReasonMetricsRead ConditionReason = "MetricsRead"
+	// ReasonScrapeFailed: the metrics could not be fetched; the message says why.
+	ReasonScrapeFailed ConditionReason = "ScrapeFailed"
+	// ReasonUnknownMetrics: the metrics were fetched but hold none of the queue metrics of a
+	// known engine (vLLM, NIM, SGLang, TGI).
+	ReasonUnknownMetrics ConditionReason = "UnknownMetrics"
 )
 
 // SecretKeyReference names one key of a Secret in the same namespace as the object that holds

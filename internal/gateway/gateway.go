@@ -204,10 +204,16 @@ type proxyRequest struct {
 	backend  *routing.Backend
 	current  *routing.Provider
 	timeouts routing.Timeouts
-	began    bool // current.Health.Begin without End
+	began    bool   // current.Health.Begin without End
+	prefix   uint64 // key of the prompt prefix, for CacheAware (0: none)
 
 	status int
 	ttfb   time.Duration
+	// sent is when the current attempt was sent; firstEvent when its first SSE data event came
+	// (zero before); events counts those events. They give the provider's latency signals.
+	sent       time.Time
+	firstEvent time.Time
+	events     int64
 	usage  usage
 	rw     responseRewriter
 	segs   [][]byte
@@ -430,7 +436,11 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 		}
 		ct := pr.in.Header.Get("Content-Type")
 		if hasBody(pr.in) && (ct == "" || isJSON(ct)) {
-			return g.readJSONBody(pr, true)
+			if e := g.readJSONBody(pr, true); e != nil {
+				return e
+			}
+			pr.setPrefix()
+			return nil
 		}
 		pr.replayable = !hasBody(pr.in)
 		return nil
@@ -479,6 +489,7 @@ func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
 			return errNoReadyProvider(e.ID)
 		}
 		pr.model, pr.setModel = memberIndex(pr.members, m), true
+		pr.setPrefix()
 		return nil
 	}
 	return errUnknownRoute()
@@ -602,10 +613,11 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		p := pr.provider
 		var served []byte
 		if pr.entity != nil {
-			idx, ok := pr.entity.Pick(now, pr.tried)
-			if !ok {
+			idx, choice := pr.entity.Pick(now, pr.tried, pr.prefix)
+			if choice == routing.NoBackend {
 				return nil, errUpstreamUnreachable(pr.entity.ID)
 			}
+			g.metrics.picked(pr.entity.Balancing, choice)
 			pr.tried |= 1 << idx
 			pr.backend = &pr.entity.Backends[idx]
 			p, served = pr.backend.Provider, pr.backend.ServedModelJSON
@@ -619,7 +631,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		g.prepare(req, pr, p, served)
 		p.Health.Begin()
-		pr.began = true
+		pr.began, pr.sent = true, now
 		resp, err := g.transportFor(pr.timeouts).RoundTrip(req)
 
 		retryAfter := time.Duration(0)
@@ -895,9 +907,13 @@ func isTimeout(err error) bool {
 
 // finish records the outcome of a proxied request once its response is over.
 func (g *Gateway) finish(pr *proxyRequest) {
+	now := g.opts.Now()
 	if pr.began {
 		pr.current.Health.End()
 		pr.began = false
+	}
+	if !pr.firstEvent.IsZero() {
+		pr.current.Health.ObserveStream(now, pr.firstEvent.Sub(pr.sent), pr.timePerToken(now))
 	}
 	ws, entity, provider := pr.rt.workspace, "", ""
 	if pr.entity != nil {
@@ -913,7 +929,7 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	route := pr.rt.kind.String()
 	m := g.metrics
 	m.requests.WithLabelValues(ws, entity, provider, route, codeLabel(status)).Inc()
-	m.duration.WithLabelValues(ws, entity, provider, route).Observe(g.opts.Now().Sub(pr.start).Seconds())
+	m.duration.WithLabelValues(ws, entity, provider, route).Observe(now.Sub(pr.start).Seconds())
 	if pr.ttfb > 0 {
 		m.ttfb.WithLabelValues(ws, entity, provider, route).Observe(pr.ttfb.Seconds())
 	}
@@ -921,6 +937,19 @@ func (g *Gateway) finish(pr *proxyRequest) {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
 		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))
 	}
+}
+
+// timePerToken is a stream's time per output token after the first: by the usage it reported,
+// else by its data events (most servers send a token per event). 0 with a single token.
+func (pr *proxyRequest) timePerToken(end time.Time) time.Duration {
+	tokens := pr.events
+	if pr.usage.seen && pr.usage.completion > 0 {
+		tokens = pr.usage.completion
+	}
+	if tokens < 2 {
+		return 0
+	}
+	return end.Sub(pr.firstEvent) / time.Duration(tokens-1)
 }
 
 // parseRetryAfter reads a Retry-After header: seconds or an HTTP date.

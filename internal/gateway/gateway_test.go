@@ -326,7 +326,11 @@ func TestFailoverAcrossProviders(t *testing.T) {
 	}, gateway.Options{Policy: routing.Policy{EjectAfter: 1000}})
 
 	for i := 0; i < 20; i++ {
-		resp, err := g.client("team").Chat.Completions.New(ctxTimeout(t, 10*time.Second), chatParams("llama"))
+		// Each prompt its own: the prefix picks a provider, so the same prompt would always
+		// go to the same first one.
+		params := chatParams("llama")
+		params.Messages = []openai.ChatCompletionMessageParamUnion{openai.UserMessage(fmt.Sprintf("Say hello, number %d", i))}
+		resp, err := g.client("team").Chat.Completions.New(ctxTimeout(t, 10*time.Second), params)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}

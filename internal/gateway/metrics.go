@@ -35,6 +35,28 @@ type metrics struct {
 	completionTokens *prometheus.CounterVec
 	retries          *prometheus.CounterVec
 	ejections        *prometheus.CounterVec
+	// picks counts how providers were chosen, resolved ahead for every balancing and choice.
+	picks [routing.Failover + 1][routing.AllEjected + 1]prometheus.Counter
+}
+
+// picked counts one choice of a provider.
+func (m *metrics) picked(b routing.Balancing, c routing.Choice) {
+	if int(b) < len(m.picks) && int(c) < len(m.picks[b]) && m.picks[b][c] != nil {
+		m.picks[b][c].Inc()
+	}
+}
+
+// choiceLabel is the label value of a Choice.
+func choiceLabel(c routing.Choice) string {
+	switch c {
+	case routing.Preferred:
+		return "preferred"
+	case routing.Spilled:
+		return "spilled"
+	case routing.AllEjected:
+		return "all_ejected"
+	}
+	return "balanced"
 }
 
 func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time.Time) (*metrics, error) {
@@ -71,7 +93,21 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			Help: "Times a provider was taken out of rotation for a cool-down after failures or a Retry-After.",
 		}, []string{"workspace", "provider"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.promptTokens, m.completionTokens, m.retries, m.ejections, &healthCollector{store: store, now: now}} {
+	picks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "provider_picks_total",
+		Help: "Providers chosen for attempts on the entity routes, by the entity's balancing and how: " +
+			"preferred (the provider ranked first for the prompt prefix), spilled (another, since that one was overloaded), " +
+			"balanced (by the policy, no prefix involved) or all_ejected (every provider ejected: the one that failed longest ago).",
+	}, []string{"balancing", "choice"})
+	for b := routing.CacheAware; b <= routing.Failover; b++ {
+		for c := routing.ByPolicy; c <= routing.AllEjected; c++ {
+			if (c == routing.Preferred || c == routing.Spilled) && b != routing.CacheAware {
+				continue
+			}
+			m.picks[b][c] = picks.WithLabelValues(b.String(), choiceLabel(c))
+		}
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.promptTokens, m.completionTokens, m.retries, m.ejections, picks, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -100,6 +136,16 @@ var (
 		"Requests in flight to each provider.", []string{"workspace", "provider"}, nil)
 	ejectedDesc = prometheus.NewDesc("infergate_gateway_provider_ejected",
 		"1 while a provider is out of rotation for a cool-down, else 0.", []string{"workspace", "provider"}, nil)
+	loadDesc = prometheus.NewDesc("infergate_gateway_provider_load",
+		"Requests this replica estimates each provider's model server has: its last fresh report of requests running and waiting, corrected by this replica's requests since; else this replica's requests in flight.",
+		[]string{"workspace", "provider"}, nil)
+	capacityDesc = prometheus.NewDesc("infergate_gateway_provider_capacity",
+		"The most requests each provider's model server runs at once, as it reports it or as it was seen running while others waited (absent while unknown).",
+		[]string{"workspace", "provider"}, nil)
+	ttftDesc = prometheus.NewDesc("infergate_gateway_provider_time_to_first_token_seconds",
+		"Recent time to first token of streams through this replica (EWMA; absent without a sample in the last 30s).", []string{"workspace", "provider"}, nil)
+	tpotDesc = prometheus.NewDesc("infergate_gateway_provider_time_per_output_token_seconds",
+		"Recent time per output token of streams through this replica (EWMA; absent without a sample in the last 30s).", []string{"workspace", "provider"}, nil)
 	routableDesc = prometheus.NewDesc("infergate_gateway_routable_entities",
 		"Model entities with at least one ready provider in the current routing table.", nil, nil)
 )
@@ -112,9 +158,9 @@ type healthCollector struct {
 }
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- inFlightDesc
-	ch <- ejectedDesc
-	ch <- routableDesc
+	for _, d := range []*prometheus.Desc{inFlightDesc, ejectedDesc, loadDesc, capacityDesc, ttftDesc, tpotDesc, routableDesc} {
+		ch <- d
+	}
 }
 
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
@@ -127,6 +173,17 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 			ejected = 1
 		}
 		ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, ejected, p.Workspace, p.Name)
+		sig := p.Health.Signals(now, p.StaleAfter())
+		ch <- prometheus.MustNewConstMetric(loadDesc, prometheus.GaugeValue, float64(sig.Load), p.Workspace, p.Name)
+		if sig.Capacity > 0 {
+			ch <- prometheus.MustNewConstMetric(capacityDesc, prometheus.GaugeValue, float64(sig.Capacity), p.Workspace, p.Name)
+		}
+		if sig.TTFT > 0 {
+			ch <- prometheus.MustNewConstMetric(ttftDesc, prometheus.GaugeValue, sig.TTFT.Seconds(), p.Workspace, p.Name)
+		}
+		if sig.TPOT > 0 {
+			ch <- prometheus.MustNewConstMetric(tpotDesc, prometheus.GaugeValue, sig.TPOT.Seconds(), p.Workspace, p.Name)
+		}
 	})
 	ch <- prometheus.MustNewConstMetric(routableDesc, prometheus.GaugeValue, float64(table.Routable()))
 }

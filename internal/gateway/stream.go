@@ -193,6 +193,9 @@ func (b *sseBody) line(line, nl []byte) {
 		*b.out = append(append(*b.out, line...), nl...)
 		return
 	}
+	if b.pr.events++; b.pr.events == 1 {
+		b.pr.firstEvent = b.pr.g.opts.Now()
+	}
 	var u usage
 	b.segs, u = b.pr.rw.rewrite(b.segs[:0], payload)
 	if u.seen {

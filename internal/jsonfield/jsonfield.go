@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 )
 
 // maxDepth bounds nesting, like encoding/json.
@@ -135,6 +136,78 @@ func Find(data []byte, members []Member, name string) (Member, bool) {
 		}
 	}
 	return Member{}, false
+}
+
+// Elements yields the elements of the JSON array arr, in order, as byte slices of arr. arr must
+// be valid JSON, such as a member's value from Members; for anything else, or after a syntax
+// error, it yields nothing more.
+func Elements(arr []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		s := scanner{data: arr}
+		s.skipSpace()
+		if s.peek() != '[' {
+			return
+		}
+		s.pos++
+		for {
+			s.skipSpace()
+			if s.peek() == ']' {
+				return
+			}
+			start := s.pos
+			if s.value(1) != nil || !yield(arr[start:s.pos]) {
+				return
+			}
+			s.skipSpace()
+			if s.peek() != ',' {
+				return
+			}
+			s.pos++
+		}
+	}
+}
+
+// Field returns the value of the last top-level member named name of the JSON object obj,
+// which must be valid JSON. It allocates nothing unless keys have escapes.
+func Field(obj []byte, name string) ([]byte, bool) {
+	s := scanner{data: obj}
+	s.skipSpace()
+	if s.peek() != '{' {
+		return nil, false
+	}
+	s.pos++
+	var found []byte
+	ok := false
+	for {
+		s.skipSpace()
+		if s.peek() != '"' {
+			return found, ok
+		}
+		m := Member{KeyStart: s.pos}
+		if s.str() != nil {
+			return found, ok
+		}
+		m.KeyEnd = s.pos
+		s.skipSpace()
+		if s.peek() != ':' {
+			return found, ok
+		}
+		s.pos++
+		s.skipSpace()
+		m.ValueStart = s.pos
+		if s.value(1) != nil {
+			return found, ok
+		}
+		m.ValueEnd = s.pos
+		if m.KeyIs(obj, name) {
+			found, ok = m.Value(obj), true
+		}
+		s.skipSpace()
+		if s.peek() != ',' {
+			return found, ok
+		}
+		s.pos++
+	}
 }
 
 // StringValue returns the content of a JSON string value. Without escapes it returns a slice of

@@ -23,6 +23,8 @@ package resolution
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +53,28 @@ func ProviderURL(p *inferencev1alpha1.Provider) string {
 		return scheme + "://" + s.Name + "." + p.Namespace + ".svc:" + strconv.Itoa(int(s.Port)) + strings.TrimRight(s.Path, "/")
 	}
 	return ""
+}
+
+// MetricsURL is where a provider's model server metrics are read (spec.metrics): the
+// provider's scheme and host, the metrics port when set, and the metrics path. It is "" when
+// spec.metrics is not set.
+func MetricsURL(p *inferencev1alpha1.Provider) string {
+	m := p.Spec.Metrics
+	if m == nil {
+		return ""
+	}
+	u, err := url.Parse(ProviderURL(p))
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	if m.Port != nil {
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(int(*m.Port)))
+	}
+	u.Path, u.RawPath = m.Path, ""
+	if u.Path == "" {
+		u.Path = "/metrics"
+	}
+	return u.String()
 }
 
 // ReadKey reads the API key a provider references. A missing Secret or key is not an error:

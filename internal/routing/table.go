@@ -37,6 +37,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/infergate/infergate/internal/jsonfield"
 )
 
@@ -68,7 +70,24 @@ type ProviderSpec struct {
 	DefaultBody, RequiredBody []BodyField
 	// Timeouts bound requests to this provider; zero fields take the gateway's defaults.
 	Timeouts Timeouts
+	// Metrics, when set, is where the model server's Prometheus metrics are scraped.
+	Metrics *MetricsSpec
 }
+
+// MetricsSpec says where and how often a provider's model server metrics are read.
+type MetricsSpec struct {
+	// URL of the metrics, such as http://vllm.team.svc:8000/metrics.
+	URL string
+	// Interval between scrapes. Default DefaultMetricsInterval.
+	Interval time.Duration
+}
+
+// DefaultMetricsInterval is the scrape interval of providers that set none.
+const DefaultMetricsInterval = time.Second
+
+// staleReports is how many scrape intervals a report counts for: a report older than that
+// is ignored, and the picker falls back to this replica's own signals.
+const staleReports = 3
 
 // EntitySpec describes one model entity and the providers that may serve it.
 type EntitySpec struct {
@@ -80,6 +99,8 @@ type EntitySpec struct {
 	// RetryOn are the failures, beyond those where the request provably did not run, after
 	// which another provider is tried.
 	RetryOn RetryOn
+	// Balancing spreads requests over the backends. Default CacheAware.
+	Balancing Balancing
 }
 
 // RetryOn is a set of failures after which a request that may have run upstream is retried.
@@ -171,8 +192,20 @@ type Provider struct {
 	Timeouts                        Timeouts
 	// ReadyJSON is the body of GET .../provider/{name}/ready.
 	ReadyJSON []byte
+	// Metrics is where the model server's metrics are scraped; nil when they are not.
+	Metrics *MetricsSpec
 	// Health is the provider's live state, shared by every table that holds the provider.
 	Health *Health
+	// seed is the provider's identity in rendezvous hashing, the same on every replica.
+	seed uint64
+}
+
+// StaleAfter is the age past which a report of the provider's model server is ignored.
+func (p *Provider) StaleAfter() time.Duration {
+	if p.Metrics == nil {
+		return 0
+	}
+	return staleReports * p.Metrics.Interval
 }
 
 // Entity is a model entity as the proxy uses it.
@@ -187,6 +220,11 @@ type Entity struct {
 	ModelJSON []byte
 	// RetryOn are the failures, beyond the safe ones, after which another provider is tried.
 	RetryOn RetryOn
+	// Balancing spreads requests over the backends.
+	Balancing Balancing
+
+	rr       atomic.Uint64 // RoundRobin's position in schedule
+	schedule []uint8       // RoundRobin's order of backends
 }
 
 // Backend is a provider of an entity.
@@ -316,7 +354,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn}
+		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing}
 		e.IDJSON = jsonfield.AppendString(nil, e.ID)
 		e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
 		for _, b := range es.Backends {
@@ -338,6 +376,13 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 				ServedModelJSON: quote(b.ServedModel),
 				Weight:          max(b.Weight, 1),
 			})
+		}
+		if e.Balancing == RoundRobin && len(e.Backends) > 1 {
+			weights := make([]int, len(e.Backends))
+			for i, b := range e.Backends {
+				weights[i] = b.Weight
+			}
+			e.schedule = smoothSchedule(weights)
 		}
 		model, _ := json.Marshal(openAIModel{ID: e.ID, Object: "model", Created: es.Created.Unix(), OwnedBy: es.Workspace})
 		e.ModelJSON = model
@@ -393,6 +438,16 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 		DefaultBody:        defaultBody,
 		RequiredBody:       requiredBody,
 		Timeouts:           ps.Timeouts,
+		seed:               xxhash.Sum64String(key.String()),
+	}
+	if m := ps.Metrics; m != nil {
+		if mu, err := url.Parse(m.URL); err != nil || (mu.Scheme != "http" && mu.Scheme != "https") || mu.Host == "" || mu.User != nil {
+			return nil, fmt.Errorf("provider %s: metrics URL %q is not an absolute http(s) URL without credentials", key, m.URL)
+		}
+		p.Metrics = &MetricsSpec{URL: m.URL, Interval: m.Interval}
+		if p.Metrics.Interval <= 0 {
+			p.Metrics.Interval = DefaultMetricsInterval
+		}
 	}
 	if p.AuthValue == "" {
 		p.AuthHeader = ""

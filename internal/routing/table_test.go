@@ -163,11 +163,17 @@ func entityOf(t *testing.T, weights ...int) *Entity {
 	return e
 }
 
+// pick is Pick for a request without a prefix.
+func pick(e *Entity, now time.Time, tried uint64) (int, bool) {
+	i, c := e.Pick(now, tried, 0)
+	return i, c != NoBackend
+}
+
 func TestPickFollowsWeights(t *testing.T) {
 	e := entityOf(t, 3, 1)
 	counts := [2]int{}
 	for i := 0; i < 40000; i++ {
-		idx, ok := e.Pick(time.Now(), 0)
+		idx, ok := pick(e, time.Now(), 0)
 		if !ok {
 			t.Fatal("no pick")
 		}
@@ -186,7 +192,7 @@ func TestPickPrefersFewerInFlight(t *testing.T) {
 		e.Backends[0].Provider.Health.Begin()
 	}
 	for i := 0; i < 100; i++ {
-		if idx, _ := e.Pick(time.Now(), 0); idx != 1 {
+		if idx, _ := pick(e, time.Now(), 0); idx != 1 {
 			t.Fatal("picked the busy backend over an idle one")
 		}
 	}
@@ -200,12 +206,12 @@ func TestPickSkipsTriedAndEjected(t *testing.T) {
 		e.Backends[0].Provider.Health.Failed(now, 0, policy)
 	}
 	for i := 0; i < 200; i++ {
-		idx, ok := e.Pick(now, 1<<2)
+		idx, ok := pick(e, now, 1<<2)
 		if !ok || idx != 1 {
 			t.Fatalf("pick = %d, %v; want 1 (0 ejected, 2 tried)", idx, ok)
 		}
 	}
-	if _, ok := e.Pick(now, 0b111); ok {
+	if _, ok := pick(e, now, 0b111); ok {
 		t.Error("every backend tried must give no pick")
 	}
 }
@@ -253,11 +259,11 @@ func TestAllEjectedPicksTheOneThatFailedLongestAgo(t *testing.T) {
 	e.Backends[1].Provider.Health.Failed(base, 0, p)
 	e.Backends[0].Provider.Health.Failed(base.Add(time.Second), 0, p)
 	e.Backends[2].Provider.Health.Failed(base.Add(2*time.Second), 0, p)
-	idx, ok := e.Pick(base.Add(3*time.Second), 0)
+	idx, ok := pick(e, base.Add(3*time.Second), 0)
 	if !ok || idx != 1 {
 		t.Errorf("pick = %d, %v; want 1, the oldest failure", idx, ok)
 	}
-	if idx, ok := e.Pick(base.Add(3*time.Second), 1<<1); !ok || idx != 0 {
+	if idx, ok := pick(e, base.Add(3*time.Second), 1<<1); !ok || idx != 0 {
 		t.Errorf("with 1 tried: pick = %d, %v; want 0", idx, ok)
 	}
 }
@@ -281,7 +287,7 @@ func TestStoreSwapUnderConcurrentReads(t *testing.T) {
 				}
 				table := store.Load()
 				if e, ok := table.Entity("team", "llama"); ok {
-					if idx, ok := e.Pick(time.Now(), 0); ok {
+					if idx, ok := pick(e, time.Now(), 0); ok {
 						h := e.Backends[idx].Provider.Health
 						h.Begin()
 						h.End()
@@ -311,7 +317,7 @@ func BenchmarkPick(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Pick(now, 0)
+		e.Pick(now, 0, 0)
 	}
 }
 

@@ -260,7 +260,8 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 		if !e.DeletionTimestamp.IsZero() {
 			continue
 		}
-		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn)}
+		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn),
+			Balancing: balancing(e.Spec.LoadBalancing)}
 		for _, be := range ix.Resolve(e) {
 			if !be.Ready {
 				continue
@@ -286,6 +287,19 @@ func retryOn(conditions []inferencev1alpha1.RetryCondition) routing.RetryOn {
 		}
 	}
 	return r
+}
+
+// balancing turns a ModelEntity's loadBalancing into the routing table's.
+func balancing(b inferencev1alpha1.LoadBalancing) routing.Balancing {
+	switch b {
+	case inferencev1alpha1.LoadBalancingLeastRequest:
+		return routing.LeastRequest
+	case inferencev1alpha1.LoadBalancingRoundRobin:
+		return routing.RoundRobin
+	case inferencev1alpha1.LoadBalancingFailover:
+		return routing.Failover
+	}
+	return routing.CacheAware
 }
 
 // providerSpec turns a Provider and its key into what the gateway needs.
@@ -317,6 +331,9 @@ func providerSpec(ctx context.Context, r client.Reader, p *inferencev1alpha1.Pro
 	ps.RequiredBody = bodyFields(p.Spec.RequiredExtraBody)
 	if t := p.Spec.Timeouts; t != nil {
 		ps.Timeouts = routing.Timeouts{Connect: duration(t.Connect), ResponseHeader: duration(t.ResponseHeader), StreamIdle: duration(t.StreamIdle)}
+	}
+	if u := resolution.MetricsURL(p); u != "" {
+		ps.Metrics = &routing.MetricsSpec{URL: u, Interval: duration(p.Spec.Metrics.Interval)}
 	}
 	return ps, nil
 }

@@ -17,7 +17,6 @@ limitations under the License.
 package routing
 
 import (
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -46,13 +45,15 @@ func (p Policy) WithDefaults() Policy {
 	return p
 }
 
-// Health is the live state of a provider: requests in flight, consecutive failures and the
-// end of its ejection. It is safe for concurrent use and takes no lock.
+// Health is the live state of a provider: requests in flight, consecutive failures, the end
+// of its ejection, and the load signals the picker weighs (see signals.go). It is safe for
+// concurrent use and takes no lock.
 type Health struct {
 	inflight     atomic.Int64
 	failures     atomic.Int32
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected
 	lastFailure  atomic.Int64 // unix nanoseconds
+	signals      signals
 }
 
 // Begin counts a request that starts; End one that is over.
@@ -105,72 +106,3 @@ func (h *Health) Ejected(now time.Time) bool {
 
 // ConsecutiveFailures returns the failures since the last success.
 func (h *Health) ConsecutiveFailures() int { return int(h.failures.Load()) }
-
-// Pick chooses a backend for the next attempt of a request, skipping the backends whose bit is
-// set in tried. Among the backends that are not ejected it draws two by weight and takes the
-// one with fewer requests in flight per unit of weight (power of two choices). When every
-// untried backend is ejected it returns the one that failed longest ago rather than none.
-// It returns false when every backend has been tried.
-func (e *Entity) Pick(now time.Time, tried uint64) (int, bool) {
-	n := len(e.Backends)
-	total, eligible, oldest := 0, 0, -1
-	var oldestFailure int64
-	for i := 0; i < n; i++ {
-		if tried&(1<<i) != 0 {
-			continue
-		}
-		h := e.Backends[i].Provider.Health
-		if h.Ejected(now) {
-			if lf := h.lastFailure.Load(); oldest < 0 || lf < oldestFailure {
-				oldest, oldestFailure = i, lf
-			}
-			continue
-		}
-		total += e.Backends[i].Weight
-		eligible++
-	}
-	if eligible == 0 {
-		return oldest, oldest >= 0
-	}
-	a := e.drawWeighted(now, tried, total, -1)
-	if a < 0 {
-		// Every eligible backend was ejected by another request meanwhile.
-		return oldest, oldest >= 0
-	}
-	if eligible == 1 {
-		return a, true
-	}
-	b := e.drawWeighted(now, tried, total-e.Backends[a].Weight, a)
-	if b < 0 {
-		return a, true
-	}
-	ba, bb := &e.Backends[a], &e.Backends[b]
-	// Fewer in flight per weight wins: compare ia/wa with ib/wb without dividing.
-	la := ba.Provider.Health.InFlight() * int64(bb.Weight)
-	lb := bb.Provider.Health.InFlight() * int64(ba.Weight)
-	if lb < la {
-		return b, true
-	}
-	return a, true
-}
-
-// drawWeighted draws an eligible backend with probability proportional to its weight, leaving
-// out skip. total is the weight of the backends it may draw.
-func (e *Entity) drawWeighted(now time.Time, tried uint64, total, skip int) int {
-	r := 0
-	if total > 1 {
-		r = rand.IntN(total)
-	}
-	last := -1
-	for i := range e.Backends {
-		if i == skip || tried&(1<<i) != 0 || e.Backends[i].Provider.Health.Ejected(now) {
-			continue
-		}
-		last = i
-		if r < e.Backends[i].Weight {
-			return i
-		}
-		r -= e.Backends[i].Weight
-	}
-	return last
-}
