@@ -214,9 +214,9 @@ type proxyRequest struct {
 	sent       time.Time
 	firstEvent time.Time
 	events     int64
-	usage  usage
-	rw     responseRewriter
-	segs   [][]byte
+	usage      usage
+	rw         responseRewriter
+	segs       [][]byte
 }
 
 type proxyRequestKey struct{}
