@@ -103,7 +103,7 @@ steps that slow as the batch grows, and vLLM's metrics on /metrics
 	f.IntVar(&opts.EmbeddingDims, "embedding-dims", 16, "length of embedding vectors")
 	f.BoolVar(&opts.SSEExtras, "sse-extras", false, "add SSE comments, id: and event: lines to streams")
 	f.IntVar(&opts.MaxNumSeqs, "max-num-seqs", 0, "sequences that run at once, as vLLM's --max-num-seqs; the others wait (0: no bound)")
-	f.DurationVar(&opts.PrefillTimePerToken, "prefill-time-per-token", 0, "prefill time per prompt token not in the prefix cache; prompts are prefilled one at a time")
+	f.DurationVar(&opts.PrefillTimePerToken, "prefill-time-per-token", 0, "prefill time per prompt token not in the prefix cache; prompts are prefilled one at a time, and the prefill yields the first token")
 	f.DurationVar(&opts.DecodeTimePerSeq, "decode-time-per-seq", 0, "added to each decode step for every other running sequence")
 	f.IntVar(&opts.KVCacheBlocks, "kv-cache-blocks", 0, "KV cache blocks: enables the prefix cache (LRU) and makes sequences wait for room (0: no cache)")
 	f.IntVar(&opts.BlockSize, "block-size", 16, "tokens per KV cache block (4 bytes of prompt text make a token)")

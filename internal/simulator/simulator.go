@@ -76,7 +76,8 @@ type Options struct {
 	// MaxNumSeqs bounds the sequences that run at once; the others wait. 0: no bound.
 	MaxNumSeqs int
 	// PrefillTimePerToken is the prefill time of each prompt token the prefix cache does not
-	// hold. Prompts are prefilled one at a time.
+	// hold. Prompts are prefilled one at a time, and the prefill yields the first token: with
+	// it, ChunkDelay paces the tokens after the first.
 	PrefillTimePerToken time.Duration
 	// DecodeTimePerSeq is added to each decode step (ChunkDelay) for every other running
 	// sequence: the batch slows every step.
@@ -430,8 +431,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req *chatReque
 	}
 	itl := durationHeader(r, "X-Sim-Chunk-Delay", s.opts.ChunkDelay)
 	for i := range n {
-		if err := pause(ctx, s.engine.step(itl)); err != nil {
-			return
+		// With a prefill time, the prefill's forward pass yields the first token, as a GPU
+		// server's does; every other token takes a decode step.
+		if i > 0 || s.engine.prefillPerTok <= 0 {
+			if err := pause(ctx, s.engine.step(itl)); err != nil {
+				return
+			}
 		}
 		if i == 0 {
 			s.metrics.ttft.Observe(time.Since(start).Seconds())
