@@ -71,10 +71,17 @@ const (
 	AllEjected
 )
 
-// Bounded load: a provider takes a request for its prefix while its load, this request
-// included, is within loadBound times its weighted share of the candidates' total load
-// (consistent hashing with bounded loads, Mirrokni et al.).
+// Bounded load: when some provider's capacity is unknown, a provider takes a request for its
+// prefix while its load, this request included, is within loadBound times its weighted share
+// of the candidates' total load (consistent hashing with bounded loads, Mirrokni et al.), plus
+// queueSlack, so that a few requests at low load do not scatter a prefix. When every
+// capacity is known, the queues decide instead.
 const loadBound = 1.25
+
+// queueSlack is how many more requests than at the least queued candidate a request may wait
+// behind for its prefix: a queue position costs about what a prefill of the prompt does,
+// which a cache miss elsewhere would pay.
+const queueSlack = 1
 
 // maxSpeedFactor bounds how much slower a provider may be judged than the fastest.
 const maxSpeedFactor = 4
@@ -185,6 +192,7 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Ch
 	minQueued := int64(math.MaxInt64)
 	var totalLoad int64
 	totalWeight := 0
+	capacities := true // every candidate's capacity is known
 	for k, i := range cand {
 		p := e.Backends[i].Provider
 		sig[k] = p.Health.Signals(now, p.StaleAfter())
@@ -192,15 +200,19 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Ch
 		minQueued = min(minQueued, queued[k])
 		totalLoad += sig[k].Load
 		totalWeight += e.Backends[i].Weight
+		capacities = capacities && sig[k].Capacity > 0
 	}
 	speed := e.speeds(cand, sig[:len(cand)])
+	bound := func(k int) float64 {
+		return math.Ceil(loadBound*float64(e.Backends[cand[k]].Weight)/float64(totalWeight)*float64(totalLoad+1)) + queueSlack
+	}
 
 	if prefix != 0 {
 		// Rendezvous: every replica ranks the providers alike for a prefix. Take the best
 		// ranked that is not overloaded.
 		var rank [MaxBackends]float64
 		for k, i := range cand {
-			rank[k] = rendezvous(prefix, e.Backends[i].Provider.seed, e.Backends[i].Weight)
+			rank[k] = rendezvous(prefix, e.Backends[i].Provider.seed, float64(e.Backends[i].Weight))
 		}
 		for tries := range cand {
 			best := -1
@@ -210,9 +222,7 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Ch
 				}
 			}
 			rank[best] = -1
-			w := e.Backends[cand[best]].Weight
-			bound := math.Ceil(loadBound * float64(w) / float64(totalWeight) * float64(totalLoad+1))
-			if queued[best] <= minQueued && float64(sig[best].Load+1) <= bound {
+			if queued[best] <= minQueued+queueSlack && (capacities || float64(sig[best].Load+1) <= bound(best)) {
 				if tries == 0 {
 					return int(cand[best]), Preferred
 				}
@@ -298,10 +308,10 @@ func indexOf(cand []uint8, i int) int {
 // rendezvous is a backend's weighted rendezvous score for a prefix: the lowest wins, and a
 // backend wins a share of prefixes proportional to its weight (-ln(u)/w is exponentially
 // distributed with rate w).
-func rendezvous(prefix, seed uint64, weight int) float64 {
+func rendezvous(prefix, seed uint64, weight float64) float64 {
 	h := mix64(prefix ^ seed)
 	u := (float64(h>>11) + 0.5) / (1 << 53) // uniform in (0, 1)
-	return -math.Log(u) / float64(weight)
+	return -math.Log(u) / weight
 }
 
 // mix64 is SplitMix64's finalizer: every input bit affects every output bit.

@@ -83,7 +83,7 @@ type MetricsSpec struct {
 }
 
 // DefaultMetricsInterval is the scrape interval of providers that set none.
-const DefaultMetricsInterval = time.Second
+const DefaultMetricsInterval = 200 * time.Millisecond
 
 // staleReports is how many scrape intervals a report counts for: a report older than that
 // is ignored, and the picker falls back to this replica's own signals.
