@@ -179,3 +179,35 @@ func BenchmarkMembers(b *testing.B) {
 		}
 	}
 }
+
+func TestElementsAndField(t *testing.T) {
+	arr := []byte(` [ {"role":"system","content":"be brief"}, {"role" : "user", "content":"hi", "role":"tool"} ,"x", [1,2] ] `)
+	var got []string
+	for e := range Elements(arr) {
+		got = append(got, string(e))
+	}
+	want := []string{`{"role":"system","content":"be brief"}`, `{"role" : "user", "content":"hi", "role":"tool"}`, `"x"`, `[1,2]`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("Elements = %q, want %q", got, want)
+	}
+	if v, ok := Field([]byte(want[0]), "role"); !ok || string(v) != `"system"` {
+		t.Errorf("Field role = %s, %v", v, ok)
+	}
+	// The last member of a name counts, as in encoding/json.
+	if v, ok := Field([]byte(want[1]), "role"); !ok || string(v) != `"tool"` {
+		t.Errorf("Field of a repeated name = %s, %v", v, ok)
+	}
+	if _, ok := Field([]byte(`"x"`), "role"); ok {
+		t.Error("Field of a string")
+	}
+	for range Elements([]byte(`{"a":1}`)) {
+		t.Error("Elements of an object yields something")
+	}
+	n := 0
+	for range Elements([]byte(`[1, 2, ]`)) {
+		n++
+	}
+	if n != 2 {
+		t.Errorf("Elements of a broken array yielded %d, want the 2 before the error", n)
+	}
+}

@@ -112,6 +112,27 @@ func MetricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string
 	return total
 }
 
+// MetricCount counts the series of a metric family whose labels include all of want.
+func MetricCount(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) int {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelsMatch(m, want) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 func labelsMatch(m *dto.Metric, want map[string]string) bool {
 	for k, v := range want {
 		found := false
