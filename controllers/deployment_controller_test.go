@@ -154,6 +154,10 @@ func TestDeploymentRunsANIMAndBecomesAProvider(t *testing.T) {
 		!slices.Equal(p.Spec.ServedModels, []string{"meta/llama-3.2-1b-instruct"}) || p.Spec.HealthPath != "/v1/health/ready" {
 		t.Errorf("provider %+v", p)
 	}
+	// The gateway reads NIM's queue from its metrics, on the API server's default interval.
+	if m := p.Spec.Metrics; m == nil || m.Path != "/v1/metrics" || m.Port != nil || m.Interval == nil || m.Interval.Duration != 200*time.Millisecond {
+		t.Errorf("provider metrics %+v", m)
+	}
 	var e inferencev1alpha1.ModelEntity
 	if err := k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "meta-llama-3-2-1b-instruct"}, &e); err != nil {
 		t.Fatal(err)

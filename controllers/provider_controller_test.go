@@ -25,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -135,4 +136,72 @@ func TestProviderOfAServiceAndOfANonOpenAIUpstream(t *testing.T) {
 	html := provider(ns, "html", web.URL+"/not-openai", nil)
 	create(t, html)
 	readyReason(t, html, inferencev1alpha1.ReasonNotOpenAICompatible)
+}
+
+func TestProviderSaysWhetherItsMetricsAreRead(t *testing.T) {
+	ns := namespace(t)
+	up := upstream(t, "sk", "meta/llama")
+	create(t, secret(ns, "key", "key", "sk"))
+	ref := &inferencev1alpha1.SecretKeyReference{Name: "key", Key: "key"}
+	read := provider(ns, "read", up.URL, ref)
+	read.Spec.Metrics = &inferencev1alpha1.ProviderMetrics{} // the defaults: /metrics every 200ms
+	missing := provider(ns, "missing", up.URL, ref)
+	missing.Spec.Metrics = &inferencev1alpha1.ProviderMetrics{Path: "/stats"}
+	unknown := provider(ns, "unknown", up.URL, ref)
+	unknown.Spec.Metrics = &inferencev1alpha1.ProviderMetrics{Path: "/v1/models"}
+	none := provider(ns, "none", up.URL, ref)
+	create(t, read, missing, unknown, none)
+
+	for p, want := range map[*inferencev1alpha1.Provider]struct {
+		reason  inferencev1alpha1.ConditionReason
+		message string
+	}{
+		read:    {inferencev1alpha1.ReasonMetricsRead, "every gateway replica reads vLLM metrics (requests waiting and running, and KV cache usage) from " + up.URL + "/metrics every 200ms"},
+		missing: {inferencev1alpha1.ReasonScrapeFailed, "GET " + up.URL + "/stats answered 404 Not Found: the gateway balances this provider on its own signals"},
+		unknown: {inferencev1alpha1.ReasonUnknownMetrics, "GET " + up.URL + "/v1/models holds no queue metrics of a known engine"},
+	} {
+		c := metricsCondition(t, p, want.reason)
+		if !strings.HasPrefix(c.Message, want.message) || (c.Status == metav1.ConditionTrue) != (want.reason == inferencev1alpha1.ReasonMetricsRead) {
+			t.Errorf("%s: condition %+v, want a message starting %q", p.Name, c, want.message)
+		}
+		// A provider whose metrics cannot be read is still routable.
+		readyReason(t, p, inferencev1alpha1.ReasonReady)
+	}
+	readyReason(t, none, inferencev1alpha1.ReasonReady)
+	if c := meta.FindStatusCondition(none.Status.Conditions, inferencev1alpha1.ConditionMetricsAvailable); c != nil {
+		t.Errorf("a provider without spec.metrics has %+v", c)
+	}
+
+	// Turning the reads off removes the condition.
+	read.Spec.Metrics = nil
+	if err := k8s.Update(context.Background(), read); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(read), read); err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(read.Status.Conditions, inferencev1alpha1.ConditionMetricsAvailable); c != nil {
+			return fmt.Errorf("condition still there: %+v", c)
+		}
+		return nil
+	})
+}
+
+// metricsCondition waits for the MetricsAvailable condition of p to have reason.
+func metricsCondition(t *testing.T, p *inferencev1alpha1.Provider, reason inferencev1alpha1.ConditionReason) metav1.Condition {
+	t.Helper()
+	var cond metav1.Condition
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionMetricsAvailable)
+		if c == nil || c.Reason != string(reason) {
+			return fmt.Errorf("%s MetricsAvailable condition %+v, want reason %s", p.Name, c, reason)
+		}
+		cond = *c
+		return nil
+	})
+	return cond
 }

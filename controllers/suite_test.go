@@ -38,6 +38,7 @@ import (
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/controllers"
 	"github.com/infergate/infergate/internal/discovery"
+	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
 )
@@ -82,7 +83,7 @@ func run(m *testing.M) int {
 	}
 	events := mgr.GetEventRecorder("infergate")
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
-		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2*time.Second, true, "")},
+		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2*time.Second, true, ""), MetricsClient: scrape.NewClient(true)},
 		&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: systemWorkspace, GrantsAvailable: true},
 		&controllers.DeploymentReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: events},
 	}

@@ -152,9 +152,10 @@ type ProviderMetrics struct {
 	// +optional
 	Port *int32 `json:"port,omitempty"`
 
-	// Interval between two reads by each gateway replica, from 100ms to 1m. Default 1s. A read
-	// older than three intervals is ignored.
-	// +kubebuilder:default="1s"
+	// Interval between two reads by each gateway replica, from 100ms to 1m. Default 200ms:
+	// replicas see each other's requests only through these reads, and a model server's
+	// queue changes several times a second. A read older than three intervals is ignored.
+	// +kubebuilder:default="200ms"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="spec.metrics.interval must be from 100ms to 1m"

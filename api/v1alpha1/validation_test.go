@@ -72,6 +72,25 @@ func TestSamplesAreAccepted(t *testing.T) {
 	if p.Spec.ProbeInterval == nil || p.Spec.ProbeInterval.Duration.String() != "30s" {
 		t.Errorf("spec.probeInterval default = %v, want 30s", p.Spec.ProbeInterval)
 	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "qwen-inhouse"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.Spec.Metrics; m == nil || m.Path != "/metrics" || m.Interval == nil || m.Interval.Duration.String() != "200ms" {
+		t.Errorf("spec.metrics defaults = %+v, want /metrics every 200ms", m)
+	}
+	var e inferencev1alpha1.ModelEntity
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "qwen-2-5-7b-instruct"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Spec.LoadBalancing != inferencev1alpha1.LoadBalancingRoundRobin {
+		t.Errorf("spec.loadBalancing = %q", e.Spec.LoadBalancing)
+	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-1-8b-instruct"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Spec.LoadBalancing != inferencev1alpha1.LoadBalancingCacheAware {
+		t.Errorf("spec.loadBalancing default = %q, want CacheAware", e.Spec.LoadBalancing)
+	}
 	var d inferencev1alpha1.Deployment
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-2-1b-nim"}, &d); err != nil {
 		t.Fatal(err)
@@ -184,6 +203,23 @@ spec:
   url: https://api.example.com
   servedModels: [a]
   enabledModels: [a]`), []string{"spec.enabledModels filters discovered models"}},
+	{"provider metrics path without slash", provider(`
+  url: https://api.example.com
+  metrics: {path: metrics}`), []string{"spec.metrics.path must start with /, such as /metrics"}},
+	{"provider metrics read too often", provider(`
+  url: https://api.example.com
+  metrics: {interval: 10ms}`), []string{"spec.metrics.interval must be from 100ms to 1m"}},
+	{"provider metrics read too rarely", provider(`
+  url: https://api.example.com
+  metrics: {interval: 5m}`), []string{"spec.metrics.interval must be from 100ms to 1m"}},
+	{"provider metrics port zero", provider(`
+  url: https://api.example.com
+  metrics: {port: 0}`), []string{"spec.metrics.port", "greater than or equal to 1"}},
+	{"entity with an unknown balancing", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec: {servedModelName: meta/llama, loadBalancing: Random}`, []string{"spec.loadBalancing", "supported values", "CacheAware", "RoundRobin"}},
 	{"provider name with dots", `
 apiVersion: inference.infergate.dev/v1alpha1
 kind: Provider
