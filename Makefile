@@ -119,6 +119,10 @@ bench-routing: envtest-assets ## Measure route programming latency and a 2,000-e
 bench-gateway: envtest-assets ## Measure the gateway against direct calls, and with authentication against without, with separate processes and vegeta (about 8 minutes).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchgateway
 
+.PHONY: bench-pool
+bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy (about 7 minutes).
+	go run ./hack/benchpool
+
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.
 	go run ./cmd --log-format=console

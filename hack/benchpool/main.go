@@ -1,0 +1,446 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command benchpool measures what provider choice does for the users of model servers: time to
+// first token (TTFT), end-to-end latency, output tokens per second and prefix cache hits,
+// against a pool of simulated vLLM servers of unequal capacity under open-loop Poisson
+// arrivals of streaming chat requests. Each phase (a workload at a share of the pool's
+// capacity) runs every configuration at once, each with a pool of its own and the very same
+// arrivals: infergate's gateway with each balancing policy, the default one with two gateway
+// replicas splitting the traffic, and, for conversations, a client that sends each
+// conversation to one server directly (the reference the issue measured).
+//
+//	go run ./hack/benchpool            (make bench-pool)
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infergate/infergate/internal/gateway"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/scrape"
+)
+
+const served = "meta/llama-3.1-8b-instruct"
+
+var (
+	duration  = flag.Duration("duration", 40*time.Second, "arrivals per phase")
+	warmup    = flag.Duration("warmup", 10*time.Second, "leading part of each phase left out of the figures")
+	loads     = flag.String("loads", "0.5,0.8,0.95", "offered load, as shares of the pool's capacity")
+	workloads = flag.String("workloads", "independent,prefix", "workloads to run: independent, prefix")
+	pool      = flag.String("pool", "8,8,3", "max-num-seqs of each simulated server")
+	weightsOf = flag.String("weights", "", "weights of the servers' providers in the gateway's entity (default: 1 each, the pool's capacities unknown to it)")
+	slots     = flag.Int("conversations", 48, "conversations in progress at once (prefix workload)")
+	turns     = flag.Int("turns", 10, "turns per conversation (prefix workload)")
+	interval  = flag.Duration("scrape-interval", routing.DefaultMetricsInterval, "interval of the gateway's reads of the servers' metrics")
+	seed      = flag.Uint64("seed", 1, "seed of arrivals and prompts")
+	simBinary = flag.String("simulator", "", "simulator binary (default: built from ./cmd/simulator)")
+)
+
+// The simulated servers: an 8B model on one GPU each, more or less.
+const (
+	stepTime        = 10 * time.Millisecond // decode step with one sequence
+	stepTimePerSeq  = time.Millisecond      // added per other running sequence
+	prefillPerToken = 50 * time.Microsecond
+	kvCacheBlocks   = 4096 // of 16 tokens: 65,536, an 8B model's KV cache on a 24 to 40 GB GPU
+)
+
+type config struct {
+	name      string
+	balancing routing.Balancing
+	replicas  int
+	direct    bool // no gateway: each conversation to one server
+}
+
+var configs = []config{
+	{name: "CacheAware (default)", balancing: routing.CacheAware, replicas: 1},
+	{name: "CacheAware, 2 replicas", balancing: routing.CacheAware, replicas: 2},
+	{name: "LeastRequest", balancing: routing.LeastRequest, replicas: 1},
+	{name: "RoundRobin", balancing: routing.RoundRobin, replicas: 1},
+	{name: "Failover (first provider, as NeMo)", balancing: routing.Failover, replicas: 1},
+	{name: "client sticks each conversation to a server, direct", direct: true},
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchpool:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	seqs, err := ints(*pool)
+	if err != nil {
+		return fmt.Errorf("-pool: %w", err)
+	}
+	shares, err := floats(*loads)
+	if err != nil {
+		return fmt.Errorf("-loads: %w", err)
+	}
+	if *simBinary == "" {
+		dir, err := os.MkdirTemp("", "benchpool")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*simBinary = filepath.Join(dir, "simulator")
+		fmt.Fprintln(os.Stderr, "building the simulator")
+		if out, err := exec.Command("go", "build", "-o", *simBinary, "./cmd/simulator").CombinedOutput(); err != nil {
+			return fmt.Errorf("build the simulator: %v\n%s", err, out)
+		}
+	}
+	weights := make([]int, len(seqs))
+	for i := range weights {
+		weights[i] = 1
+	}
+	if *weightsOf != "" {
+		if weights, err = ints(*weightsOf); err != nil || len(weights) != len(seqs) {
+			return fmt.Errorf("-weights: want %d positive integers, one per server", len(seqs))
+		}
+	}
+	rep := &report{pool: seqs, weights: weights}
+	for _, name := range strings.Split(*workloads, ",") {
+		for _, share := range shares {
+			var w *workload
+			switch name {
+			case "independent":
+				w = independent(0, 0, *seed)
+			case "prefix":
+				w = prefixHeavy(0, 0, *slots, *turns, *seed)
+			default:
+				return fmt.Errorf("unknown workload %q", name)
+			}
+			capacity := poolCapacity(seqs, w.meanPromptTokens())
+			rate := share * capacity
+			if name == "independent" {
+				w = independent(rate, *duration, *seed)
+			} else {
+				w = prefixHeavy(rate, *duration, *slots, *turns, *seed)
+			}
+			fmt.Fprintf(os.Stderr, "%s at %.0f%% of capacity: %.1f requests/s, %d requests\n", w.name, share*100, rate, len(w.arrivals))
+			results, err := runPhase(w, seqs, weights)
+			if err != nil {
+				return err
+			}
+			rep.add(phase{workload: w, share: share, rate: rate, capacity: capacity, results: results})
+		}
+	}
+	rep.write(os.Stdout)
+	return nil
+}
+
+// poolCapacity is the requests per second the pool completes with every slot busy and no
+// prefix cache hit: each server runs its max-num-seqs sequences, each taking the prefill of
+// the mean prompt and outputTokens decode steps at a full batch.
+func poolCapacity(seqs []int, promptTokens float64) float64 {
+	total := 0.0
+	for _, n := range seqs {
+		service := time.Duration(promptTokens*float64(prefillPerToken)) + outputTokens*(stepTime+time.Duration(n-1)*stepTimePerSeq)
+		total += float64(n) / service.Seconds()
+	}
+	return total
+}
+
+// result is one configuration's outcomes in a phase.
+type result struct {
+	config   config
+	outcomes []outcome
+	tokens   int64 // tokens received inside the measured window
+	// picks counts the gateways' choices of provider by how they chose (CacheAware).
+	picks map[string]float64
+}
+
+// runPhase runs every configuration against pools of its own, with the same arrivals.
+func runPhase(w *workload, seqs, weights []int) ([]result, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cleanup []func()
+	defer func() {
+		for _, f := range cleanup {
+			f()
+		}
+	}()
+	type setup struct {
+		urls []string // one per gateway replica, or one per server when direct
+		regs []*prometheus.Registry
+	}
+	setups := make([]setup, len(configs))
+	for i, cfg := range configs {
+		if cfg.direct && w.slots == 0 {
+			continue // with independent prompts there is nothing to stick to
+		}
+		servers, stop, err := startPool(seqs)
+		cleanup = append(cleanup, stop)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.direct {
+			for _, s := range servers {
+				setups[i].urls = append(setups[i].urls, s+"/v1/chat/completions")
+			}
+			continue
+		}
+		for range cfg.replicas {
+			url, reg, stop, err := startGateway(ctx, cfg.balancing, servers, weights)
+			cleanup = append(cleanup, stop)
+			if err != nil {
+				return nil, err
+			}
+			setups[i].regs = append(setups[i].regs, reg)
+			setups[i].urls = append(setups[i].urls, url+"/apis/inference-gateway/v2/workspaces/bench/openai/-/v1/chat/completions")
+		}
+	}
+	// Let the scrapers read every server once.
+	time.Sleep(2*(*interval) + 200*time.Millisecond)
+
+	start := time.Now().Add(100 * time.Millisecond)
+	results := make([]result, len(configs))
+	var wg sync.WaitGroup
+	for i, cfg := range configs {
+		results[i].config = cfg
+		if len(setups[i].urls) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].outcomes, results[i].tokens = drive(ctx, w, cfg, setups[i].urls, start)
+			results[i].picks = picks(setups[i].regs)
+		}()
+	}
+	wg.Wait()
+	return results, nil
+}
+
+// drive sends the workload's arrivals at their times and waits for the answers, for at most
+// a minute after the last arrival.
+func drive(ctx context.Context, w *workload, cfg config, urls []string, start time.Time) ([]outcome, int64) {
+	ctx, cancel := context.WithDeadline(ctx, start.Add(*duration+time.Minute))
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
+	var tokens atomic.Int64
+	onToken := func() {
+		if since := time.Since(start); since >= *warmup && since < *duration {
+			tokens.Add(1)
+		}
+	}
+	model := "bench/llama"
+	if cfg.direct {
+		model = served
+	}
+	outcomes := make([]outcome, len(w.arrivals))
+	conversations := make([]slot, w.slots)
+	for s := range conversations {
+		conversations[s].conv = w.newConversation(s, 0)
+	}
+	var wg sync.WaitGroup
+	for i, a := range w.arrivals {
+		time.Sleep(time.Until(start.Add(a.at)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := urls[0]
+			if len(urls) > 1 && !cfg.direct {
+				url = urls[a.replica]
+			}
+			if w.slots == 0 {
+				o := stream(ctx, client, url, nil, body(model, []message{{"system", "You are a helpful assistant."}, {"user", w.prompts[i]}}), onToken)
+				o.sent = a.at
+				outcomes[i] = o
+				return
+			}
+			outcomes[i] = conversations[a.slot].turn(ctx, w, a, cfg, client, urls, model, start, onToken)
+		}()
+	}
+	wg.Wait()
+	return outcomes, tokens.Load()
+}
+
+// slot holds a conversation slot's current conversation in one configuration.
+type slot struct {
+	mu   sync.Mutex
+	conv *conversation
+	k    int // conversations this slot has started
+}
+
+// turn sends the next turn of the slot's conversation, after the previous one has ended.
+func (s *slot) turn(ctx context.Context, w *workload, a arrival, cfg config, client *http.Client, urls []string, model string, start time.Time, onToken func()) outcome {
+	deferred := !s.mu.TryLock()
+	if deferred {
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	c := s.conv
+	user := message{"user", w.userTurn(c.id, c.turn)}
+	messages := append(c.messages[:len(c.messages):len(c.messages)], user)
+	url := urls[0]
+	if cfg.direct {
+		url = urls[c.id%len(urls)]
+	} else if len(urls) > 1 {
+		url = urls[a.replica]
+	}
+	sent := time.Since(start)
+	o := stream(ctx, client, url, nil, body(model, messages), onToken)
+	o.sent, o.deferred = sent, deferred
+	if o.err != nil {
+		return o
+	}
+	c.messages = append(messages, message{"assistant", o.reply})
+	if c.turn++; c.turn >= w.turns {
+		s.k++
+		s.conv = w.newConversation(a.slot, s.k)
+	}
+	return o
+}
+
+// startPool starts one simulator process per entry of seqs and returns their base URLs.
+func startPool(seqs []int) ([]string, func(), error) {
+	var cmds []*exec.Cmd
+	stop := func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}
+	var urls []string
+	for _, n := range seqs {
+		cmd := exec.Command(*simBinary, "--listen", "127.0.0.1:0", "--name", "sim", "--models", served,
+			"--chunks", strconv.Itoa(outputTokens), "--chunk-delay", stepTime.String(), "--decode-time-per-seq", stepTimePerSeq.String(),
+			"--prefill-time-per-token", prefillPerToken.String(), "--kv-cache-blocks", strconv.Itoa(kvCacheBlocks),
+			"--max-num-seqs", strconv.Itoa(n))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, stop, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, stop, err
+		}
+		cmds = append(cmds, cmd)
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return nil, stop, fmt.Errorf("simulator: %w", err)
+		}
+		_, url, ok := strings.Cut(strings.TrimSpace(line), " on ")
+		if !ok {
+			return nil, stop, fmt.Errorf("simulator said %q", line)
+		}
+		urls = append(urls, url)
+	}
+	return urls, stop, nil
+}
+
+// startGateway serves the gateway package with a table that routes bench/llama to the
+// servers, and, for CacheAware, reads their metrics as the manager does.
+func startGateway(ctx context.Context, b routing.Balancing, servers []string, weights []int) (string, *prometheus.Registry, func(), error) {
+	spec := routing.Spec{Entities: []routing.EntitySpec{{Workspace: "bench", Name: "llama", Created: time.Now(), Balancing: b}}}
+	for i, u := range servers {
+		name := "sim-" + string(rune('a'+i))
+		ps := routing.ProviderSpec{Workspace: "bench", Name: name, BaseURL: u, Ready: true}
+		if b == routing.CacheAware {
+			ps.Metrics = &routing.MetricsSpec{URL: u + "/metrics", Interval: *interval}
+		}
+		spec.Providers = append(spec.Providers, ps)
+		spec.Entities[0].Backends = append(spec.Entities[0].Backends, routing.BackendSpec{Workspace: "bench", Name: name, ServedModel: served, Weight: weights[i]})
+	}
+	table, errs := routing.New(spec, nil)
+	if len(errs) > 0 {
+		return "", nil, func() {}, errors.Join(errs...)
+	}
+	store := routing.NewStore()
+	store.Swap(table)
+	reg := prometheus.NewRegistry()
+	g, err := gateway.New(gateway.Options{Store: store, AllowLocalUpstreams: true, Registerer: reg})
+	if err != nil {
+		return "", nil, func() {}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, func() {}, err
+	}
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	sctx, cancel := context.WithCancel(ctx)
+	if b == routing.CacheAware {
+		go func() { _ = (&scrape.Scraper{Store: store, Client: scrape.NewClient(true)}).Start(sctx) }()
+	}
+	return "http://" + ln.Addr().String(), reg, func() { cancel(); _ = srv.Close() }, nil
+}
+
+// picks sums the gateways' infergate_gateway_provider_picks_total by choice.
+func picks(regs []*prometheus.Registry) map[string]float64 {
+	out := map[string]float64{}
+	for _, reg := range regs {
+		families, err := reg.Gather()
+		if err != nil {
+			continue
+		}
+		for _, mf := range families {
+			if mf.GetName() != "infergate_gateway_provider_picks_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "choice" {
+						out[l.GetValue()] += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func floats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
