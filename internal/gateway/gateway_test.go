@@ -311,18 +311,26 @@ func TestTenMegabyteRequestPasses(t *testing.T) {
 	}
 }
 
+// Under every balancing policy, a request that no provider ran is retried on another.
 func TestFailoverAcrossProviders(t *testing.T) {
+	for _, b := range []routing.Balancing{routing.CacheAware, routing.LeastRequest, routing.RoundRobin, routing.Failover} {
+		t.Run(b.String(), func(t *testing.T) { testFailoverAcrossProviders(t, b) })
+	}
+}
+
+func testFailoverAcrossProviders(t *testing.T, b routing.Balancing) {
 	busy := newUpstream(t, simulator.Options{Name: "busy", Models: []string{served}})
 	busy.sim.SetStatus(http.StatusServiceUnavailable)
 	ok := newUpstream(t, simulator.Options{Name: "ok", Models: []string{served}})
+	llama := entity("team", "llama", backend("team", "down", served), backend("team", "busy", served), backend("team", "ok", served))
+	llama.Balancing = b
 	g := newGateway(t, routing.Spec{
 		Providers: []routing.ProviderSpec{
 			provider("team", "down", deadURL(t)),
 			provider("team", "busy", busy.srv.URL),
 			provider("team", "ok", ok.srv.URL),
 		},
-		Entities: []routing.EntitySpec{entity("team", "llama",
-			backend("team", "down", served), backend("team", "busy", served), backend("team", "ok", served))},
+		Entities: []routing.EntitySpec{llama},
 	}, gateway.Options{Policy: routing.Policy{EjectAfter: 1000}})
 
 	for i := 0; i < 20; i++ {

@@ -27,9 +27,10 @@ type Balancing uint8
 
 const (
 	// CacheAware, the default: requests sharing a prompt prefix go to the provider rendezvous
-	// hashing ranks first for that prefix, unless it is overloaded (bounded load); the others,
-	// and those that spill over, go to the less loaded of two providers drawn by weight, by
-	// the model servers' own reports of their queues where they give them.
+	// hashing ranks first for that prefix, unless it is overloaded (queueSlack, loadBound);
+	// then to the next in that ranking that is not. The others, and those every provider is
+	// too loaded for, go to the less loaded of two providers drawn by weight, by the model
+	// servers' own reports of their queues where they give them.
 	CacheAware Balancing = iota
 	// LeastRequest: the less busy of two providers drawn by weight, by this replica's requests
 	// in flight per unit of weight (Envoy's least_request).
