@@ -80,9 +80,17 @@ const (
 const loadBound = 1.25
 
 // queueSlack is how many more requests than at the least queued candidate a request may wait
-// behind for its prefix: a queue position costs about what a prefill of the prompt does,
-// which a cache miss elsewhere would pay.
-const queueSlack = 1
+// behind for its prefix, at least: a queue position costs about what a prefill of the prompt
+// does, which a cache miss elsewhere would pay. A server that runs many requests at once frees
+// a slot more often, so the slack grows with its capacity: one position per
+// slackPerCapacity requests it runs at once.
+const (
+	queueSlack       = 1
+	slackPerCapacity = 8
+)
+
+// slack is how much longer than the shortest a queue may be for a request to keep its prefix.
+func (s Signals) slack() int64 { return max(queueSlack, s.Capacity/slackPerCapacity) }
 
 // maxSpeedFactor bounds how much slower a provider may be judged than the fastest.
 const maxSpeedFactor = 4
@@ -223,7 +231,7 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Ch
 				}
 			}
 			rank[best] = -1
-			if queued[best] <= minQueued+queueSlack && (capacities || float64(sig[best].Load+1) <= bound(best)) {
+			if queued[best] <= minQueued+sig[best].slack() && (capacities || float64(sig[best].Load+1) <= bound(best)) {
 				if tries == 0 {
 					return int(cand[best]), Preferred
 				}

@@ -225,6 +225,18 @@ func TestQueuesDecideWhenTheServersReportThem(t *testing.T) {
 	if i, c := e.Pick(now, 0, prefix); i == preferred || c != Spilled {
 		t.Fatalf("queue of %d: picked %d (%v), want another", queueSlack, i, c)
 	}
+	// A server that runs 256 at once frees a slot often: its prefix may wait behind 32 more.
+	for i := range e.Backends {
+		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 10, MaxRunning: 256})
+	}
+	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 256, Waiting: 31, MaxRunning: 256})
+	if i, c := e.Pick(now, 0, prefix); i != preferred || c != Preferred {
+		t.Fatalf("capacity 256, queue of 31: picked %d (%v), want the preferred %d", i, c, preferred)
+	}
+	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 256, Waiting: 32, MaxRunning: 256})
+	if i, c := e.Pick(now, 0, prefix); i == preferred || c != Spilled {
+		t.Fatalf("capacity 256, queue of 32: picked %d (%v), want another", i, c)
+	}
 	// When every provider queues alike, the prefix decides again.
 	for i := range e.Backends {
 		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: 3, MaxRunning: 8})
