@@ -187,7 +187,9 @@ func run(ctx context.Context) (err error) {
 	}
 	step("starting the simulator on http://%s", *simulatorAddr)
 	sim, err := start(filepath.Join(dir, "simulator.log"), []string{"SIMULATOR_API_KEY=" + key},
-		filepath.Join(bin, "simulator"), "--listen", *simulatorAddr, "--models", servedModel, "--chunk-delay", "50ms")
+		filepath.Join(bin, "simulator"), "--listen", *simulatorAddr, "--models", servedModel, "--chunk-delay", "50ms",
+		// A vLLM server in miniature: a batch of 8, a queue, prefill time and a prefix cache.
+		"--max-num-seqs", "8", "--prefill-time-per-token", "50us", "--kv-cache-blocks", "4096")
 	if err != nil {
 		return err
 	}
@@ -245,6 +247,7 @@ spec:
   apiKeySecretRef:
     name: simulator-api-key
     key: api-key
+  metrics: {}   # the gateway reads the server's queue from /metrics, as vLLM serves it
 `, workspace, *simulatorAddr)
 	if err := k(provider, "apply", "-f", "-"); err != nil {
 		return err
@@ -345,6 +348,7 @@ Look at the cluster, and take the token of ServiceAccount %[16]s/%[17]s (valid 2
   export KUBECONFIG=%[5]s PATH=%[4]s/bin:%[6]s:$PATH
   export INFERGATE_TOKEN=%[15]s
   kubectl get inference
+  kubectl get providers -o wide
   kubectl describe modelentity %[7]s
   kubectl auth can-i create modelentities/%[7]s --subresource=proxy -n %[16]s --as=system:serviceaccount:%[16]s:%[17]s
 

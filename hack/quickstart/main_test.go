@@ -81,6 +81,11 @@ func TestQuickstart(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`(?m)^modelentity\.inference\.infergate\.dev/llama-3-1-8b-instruct\s.*True`).Match(get) {
 		t.Errorf("kubectl get inference: %v\n%s", err, get)
 	}
+	// The gateway reads the simulator's queue from its metrics, as it would a vLLM server's.
+	wide, err := kubectl("get", "providers", "-o", "wide")
+	if err != nil || !regexp.MustCompile(`(?m)^simulator\s.*\sTrue\s+Ready\s+MetricsRead\s`).Match(wide) {
+		t.Errorf("kubectl get providers -o wide: %v\n%s", err, wide)
+	}
 	canI := regexp.MustCompile(`(?m)^\s*kubectl (auth can-i .*)$`).FindStringSubmatch(out)
 	if canI == nil {
 		t.Fatalf("no kubectl auth can-i line in:\n%s", out)
