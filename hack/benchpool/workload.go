@@ -80,14 +80,16 @@ func independent(rate float64, d time.Duration, seed uint64) *workload {
 	return w
 }
 
-// prefixHeavy spreads the arrivals over slots conversations in turn; a conversation lasts
+// prefixHeavy spreads the arrivals over slots conversations at random; a conversation lasts
 // turns turns, then its slot starts a new one. Slots start part-way through a first
 // conversation, so that conversations do not all end together.
 func prefixHeavy(rate float64, d time.Duration, slots, turns int, seed uint64) *workload {
 	r := rand.New(rand.NewPCG(seed, 2))
 	w := &workload{name: "prefix-heavy conversations", slots: slots, turns: turns, seed: seed}
-	for i, at := range poisson(r, rate, d) {
-		w.arrivals = append(w.arrivals, arrival{at: at, slot: i % slots, replica: r.IntN(2)})
+	for _, at := range poisson(r, rate, d) {
+		// Each arrival is the next turn of a conversation drawn at random: taking them in
+		// turn would line conversations up with round-robin's cycle.
+		w.arrivals = append(w.arrivals, arrival{at: at, slot: r.IntN(slots), replica: r.IntN(2)})
 	}
 	return w
 }
