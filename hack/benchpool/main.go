@@ -243,9 +243,14 @@ func runPhase(w *workload, seqs, weights []int) ([]result, error) {
 }
 
 // drive sends the workload's arrivals at their times and waits for the answers, for at most
-// a minute after the last arrival.
+// a minute after the last arrival; Failover's clients give up after 15 s, since its one
+// server's queue would take minutes to drain.
 func drive(ctx context.Context, w *workload, cfg config, urls []string, start time.Time) ([]outcome, int64) {
-	ctx, cancel := context.WithDeadline(ctx, start.Add(*duration+time.Minute))
+	patience := time.Minute
+	if !cfg.direct && cfg.balancing == routing.Failover {
+		patience = 15 * time.Second
+	}
+	ctx, cancel := context.WithDeadline(ctx, start.Add(*duration+patience))
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
 	var tokens atomic.Int64
