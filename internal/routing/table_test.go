@@ -145,22 +145,10 @@ func TestHealthCarriesOverWhileTheURLStaysTheSame(t *testing.T) {
 	}
 }
 
+// entityOf builds an entity of the default balancing over providers of the given weights.
 func entityOf(t *testing.T, weights ...int) *Entity {
 	t.Helper()
-	spec := Spec{}
-	es := EntitySpec{Workspace: "ws", Name: "m"}
-	for i, w := range weights {
-		name := string(rune('a' + i))
-		spec.Providers = append(spec.Providers, ProviderSpec{Workspace: "ws", Name: name, BaseURL: "http://" + name, Ready: true})
-		es.Backends = append(es.Backends, BackendSpec{Workspace: "ws", Name: name, ServedModel: "m", Weight: w})
-	}
-	spec.Entities = []EntitySpec{es}
-	table, errs := New(spec, nil)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	e, _ := table.Entity("ws", "m")
-	return e
+	return entityWith(t, CacheAware, weights...)
 }
 
 // pick is Pick for a request without a prefix.

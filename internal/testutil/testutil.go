@@ -86,27 +86,15 @@ func DecodeYAML(t testing.TB, data []byte) []*unstructured.Unstructured {
 // gauge values, and histogram sample counts.
 func MetricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) float64 {
 	t.Helper()
-	families, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if !labelsMatch(m, want) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				total += m.Counter.GetValue()
-			case m.Gauge != nil:
-				total += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				total += float64(m.Histogram.GetSampleCount())
-			}
+	for _, m := range series(t, g, name, want) {
+		switch {
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			total += float64(m.Histogram.GetSampleCount())
 		}
 	}
 	return total
@@ -115,22 +103,28 @@ func MetricSum(t testing.TB, g prometheus.Gatherer, name string, want map[string
 // MetricCount counts the series of a metric family whose labels include all of want.
 func MetricCount(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) int {
 	t.Helper()
+	return len(series(t, g, name, want))
+}
+
+// series gathers the series of a metric family whose labels include all of want.
+func series(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) []*dto.Metric {
+	t.Helper()
 	families, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var out []*dto.Metric
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			if labelsMatch(m, want) {
-				n++
+				out = append(out, m)
 			}
 		}
 	}
-	return n
+	return out
 }
 
 func labelsMatch(m *dto.Metric, want map[string]string) bool {
