@@ -86,6 +86,24 @@ func TestQuickstart(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`(?m)^simulator\s.*\sTrue\s+Ready\s+MetricsRead\s`).Match(wide) {
 		t.Errorf("kubectl get providers -o wide: %v\n%s", err, wide)
 	}
+	// And the manager's scraper reads them on every replica: its gauges say so.
+	scraped := regexp.MustCompile(`(?m)^infergate_provider_metrics_up\{engine="vLLM",provider="simulator",workspace="default"\} 1$`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + q.metrics + "/metrics")
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if scraped.Match(body) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager does not read the simulator's metrics: %v\n%s", err, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	canI := regexp.MustCompile(`(?m)^\s*kubectl (auth can-i .*)$`).FindStringSubmatch(out)
 	if canI == nil {
 		t.Fatalf("no kubectl auth can-i line in:\n%s", out)
@@ -253,14 +271,15 @@ type quickstart struct {
 	printed strings.Builder // stdout up to the ready line
 	ready   chan struct{}
 	exited  chan error
+	metrics string // address of the manager's /metrics
 }
 
 // startQuickstart runs the quickstart with free addresses and its state in dir.
 func startQuickstart(t *testing.T, bin, assets, dir string) *quickstart {
 	t.Helper()
-	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1)}
+	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1), metrics: testutil.FreeAddr(t)}
 	q.cmd = exec.Command(bin, "--dir", dir, "--gateway-address", testutil.FreeAddr(t), "--simulator-address", testutil.FreeAddr(t),
-		"--probe-address", testutil.FreeAddr(t), "--metrics-address", testutil.FreeAddr(t))
+		"--probe-address", testutil.FreeAddr(t), "--metrics-address", q.metrics)
 	q.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets, "INFERGATE_CLI_CONFIG="+cliConfigOf(dir))
 	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
 	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
