@@ -311,6 +311,25 @@ func TestRoundRobinFollowsWeightsSmoothly(t *testing.T) {
 	}
 }
 
+func TestRoundRobinGoesOnAcrossTables(t *testing.T) {
+	spec := Spec{
+		Providers: []ProviderSpec{{Workspace: "ws", Name: "a", BaseURL: "http://a", Ready: true}, {Workspace: "ws", Name: "b", BaseURL: "http://b", Ready: true}},
+		Entities: []EntitySpec{{Workspace: "ws", Name: "m", Balancing: RoundRobin, Backends: []BackendSpec{
+			{Workspace: "ws", Name: "a", ServedModel: "m"}, {Workspace: "ws", Name: "b", ServedModel: "m"}}}},
+	}
+	first, _ := New(spec, nil)
+	e, _ := first.Entity("ws", "m")
+	if i, _ := e.Pick(time.Now(), 0, 0); i != 0 {
+		t.Fatalf("first pick %d", i)
+	}
+	// Any change rebuilds the table: the turn goes on to b, not back to a.
+	second, _ := New(spec, first)
+	e, _ = second.Entity("ws", "m")
+	if i, _ := e.Pick(time.Now(), 0, 0); i != 1 {
+		t.Errorf("after a rebuild, picked %d, want 1", i)
+	}
+}
+
 func TestFailoverTakesTheFirstAvailable(t *testing.T) {
 	e := entityWith(t, Failover, 1, 5, 1)
 	now := time.Now()

@@ -383,6 +383,12 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 				weights[i] = b.Weight
 			}
 			e.schedule = smoothSchedule(weights)
+			if prev != nil {
+				if old, ok := prev.entities[key]; ok {
+					// Go on from where the last table was, not from the first provider again.
+					e.rr.Store(old.rr.Load())
+				}
+			}
 		}
 		model, _ := json.Marshal(openAIModel{ID: e.ID, Object: "model", Created: es.Created.Unix(), OwnedBy: es.Workspace})
 		e.ModelJSON = model
