@@ -42,10 +42,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/infergate/infergate/internal/cli"
-	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/testenv"
 )
 
@@ -491,32 +491,33 @@ func randomKey() (string, error) {
 // quickstart directory, and by a parent that is no longer a quickstart. A temporary directory
 // such a quickstart made is removed too.
 func reapOrphans() {
-	procs, err := procfs.List()
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		return
-	}
-	byPID := make(map[int]procfs.Process, len(procs))
-	for _, p := range procs {
-		byPID[p.PID] = p
 	}
 	leftovers := map[string]bool{}
 	marker := string(filepath.Separator) + controlPlaneDir + string(filepath.Separator)
 	for _, p := range procs {
-		if len(p.Args) == 0 || (filepath.Base(p.Args[0]) != "etcd" && filepath.Base(p.Args[0]) != "kube-apiserver") {
+		args, err := p.CmdLine()
+		if err != nil || len(args) == 0 || (filepath.Base(args[0]) != "etcd" && filepath.Base(args[0]) != "kube-apiserver") {
 			continue
 		}
-		i := slices.IndexFunc(p.Args, func(a string) bool {
+		i := slices.IndexFunc(args, func(a string) bool {
 			return strings.Contains(a, marker) && (strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--cert-dir="))
 		})
 		if i < 0 {
 			continue
 		}
-		if parent := byPID[p.PPID].Args; len(parent) > 0 && filepath.Base(parent[0]) == "quickstart" {
-			continue // a quickstart that is running
+		if stat, err := p.Stat(); err == nil {
+			if parent, err := procfs.NewProc(stat.PPID); err == nil {
+				if pargs, _ := parent.CmdLine(); len(pargs) > 0 && filepath.Base(pargs[0]) == "quickstart" {
+					continue // a quickstart that is running
+				}
+			}
 		}
-		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(p.Args[0]), p.PID)
+		step("stopping %s (pid %d), left running by an earlier quickstart", filepath.Base(args[0]), p.PID)
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		_, path, _ := strings.Cut(p.Args[i], "=")
+		_, path, _ := strings.Cut(args[i], "=")
 		leftovers[path[:strings.Index(path, marker)]] = true
 	}
 	for dir := range leftovers {

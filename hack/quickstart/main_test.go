@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,8 +33,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/prometheus/procfs"
 
-	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
 )
@@ -332,20 +333,32 @@ func (q *quickstart) waitReady(t *testing.T) string {
 // processesUsing lists the running processes whose command line mentions dir: the manager
 // and simulator binaries live there, as do etcd's data and the API server's certificates.
 // Zombies (exited, waiting for their parent to read their status) are left out.
-func processesUsing(t *testing.T, dir string) []procfs.Process {
+func processesUsing(t *testing.T, dir string) []running {
 	t.Helper()
-	procs, err := procfs.List()
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found []procfs.Process
+	var found []running
 	for _, p := range procs {
-		if !p.Zombie() && strings.Contains(strings.Join(p.Args, " "), dir) {
-			found = append(found, p)
+		args, err := p.CmdLine()
+		if err != nil || !strings.Contains(strings.Join(args, " "), dir) {
+			continue // gone, or not ours
+		}
+		if stat, err := p.Stat(); err == nil && stat.State != "Z" {
+			found = append(found, running{PID: p.PID, Args: args})
 		}
 	}
 	return found
 }
+
+// running is a running process and its command line.
+type running struct {
+	PID  int
+	Args []string
+}
+
+func (p running) String() string { return strconv.Itoa(p.PID) + ": " + strings.Join(p.Args, " ") }
 
 // cliConfigOf is where the quickstart of state dir saves the kubectl plugin's settings in the
 // test, instead of the user's config directory.

@@ -39,12 +39,12 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/prometheus/procfs"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/infergate/infergate/internal/procfs"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
@@ -274,12 +274,12 @@ func (c *cluster) statusVia(m *manager, ws, model string) int {
 func (c *cluster) killAPIServer() {
 	c.t.Helper()
 	port := c.env.ControlPlane.APIServer.SecureServing.Port
-	procs, err := procfs.List()
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	for _, p := range procs {
-		if len(p.Args) > 0 && filepath.Base(p.Args[0]) == "kube-apiserver" && slices.Contains(p.Args, "--secure-port="+port) {
+		if args, err := p.CmdLine(); err == nil && len(args) > 0 && filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, "--secure-port="+port) {
 			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 				c.t.Fatal(err)
 			}
