@@ -739,6 +739,33 @@ func TestStreamIdleTimeoutEndsTheStream(t *testing.T) {
 	}
 }
 
+// A model server that dies mid-stream (killed, its connection reset) must not look like a
+// stream that ended: the client's SDK gets an error, never a silently short answer.
+func TestUpstreamLostMidStreamIsAnErrorForTheClient(t *testing.T) {
+	up := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, `data: {"model":"`+served+`","choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	g := newGateway(t, routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team", "nim", up)},
+		Entities:  []routing.EntitySpec{entity("team", "llama", backend("team", "nim", served))},
+	}, gateway.Options{})
+
+	stream := g.client("team").Chat.Completions.NewStreaming(ctxTimeout(t, 30*time.Second), chatParams("llama"))
+	n := 0
+	for stream.Next() {
+		n++
+	}
+	if n != 1 || stream.Err() == nil {
+		t.Errorf("after %d chunks: err %v; want an error, the stream having been cut", n, stream.Err())
+	}
+}
+
 func TestUpstreamAuthFailureIsABadGateway(t *testing.T) {
 	up := newUpstream(t, simulator.Options{Models: []string{served}, APIKey: "right"})
 	p := provider("team", "nim", up.srv.URL)
