@@ -71,6 +71,9 @@ type options struct {
 	gatewayMaxAttempts      int
 	gatewayBufferBytes      int64
 	gatewayBodyReadTimeout  time.Duration
+	gatewayHeaderTimeout    time.Duration
+	gatewayIdleTimeout      time.Duration
+	gatewayMaxHeaderBytes   int
 	gatewayShutdown         time.Duration
 	gatewayShutdownDelay    time.Duration
 	gatewayTimeouts         routing.Timeouts
@@ -119,6 +122,9 @@ account or ~/.kube/config, in that order.`,
 	f.IntVar(&o.gatewayMaxAttempts, "gateway-max-attempts", gateway.DefaultMaxAttempts, "providers tried for one request before the gateway gives up")
 	f.Int64Var(&o.gatewayBufferBytes, "gateway-buffer-bytes", gateway.DefaultBufferBytes, "bytes that all requests in flight may hold in memory together (bodies read whole, JSON responses rewritten); a request whose body does not fit gets 503 with Retry-After")
 	f.DurationVar(&o.gatewayBodyReadTimeout, "gateway-body-read-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body; a slower one gets 408")
+	f.DurationVar(&o.gatewayHeaderTimeout, "gateway-read-header-timeout", gateway.DefaultReadHeaderTimeout, "how long a client may take to send its request headers; a slower one's connection is closed")
+	f.DurationVar(&o.gatewayIdleTimeout, "gateway-idle-timeout", gateway.DefaultIdleTimeout, "how long a kept-alive client connection may wait for its next request before the gateway closes it")
+	f.IntVar(&o.gatewayMaxHeaderBytes, "gateway-max-header-bytes", gateway.DefaultMaxHeaderBytes, "largest request headers the gateway accepts; larger ones get 431")
 	f.DurationVar(&o.gatewayShutdownDelay, "gateway-shutdown-delay", 0, "how long the gateway keeps accepting requests after SIGTERM, while endpoints and load balancers stop sending traffic to it")
 	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown, after the delay")
 	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
@@ -169,6 +175,14 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.gatewayAuth != authKubernetes && o.gatewayAuth != authNone {
 		return fmt.Errorf("--gateway-auth=%q: want %q or %q", o.gatewayAuth, authKubernetes, authNone)
+	}
+	for name, d := range map[string]time.Duration{"--gateway-read-header-timeout": o.gatewayHeaderTimeout, "--gateway-idle-timeout": o.gatewayIdleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s=%s: want a positive duration, such as 10s", name, d)
+		}
+	}
+	if o.gatewayMaxHeaderBytes < 4096 {
+		return fmt.Errorf("--gateway-max-header-bytes=%d: want at least 4096, room for a token and the usual headers", o.gatewayMaxHeaderBytes)
 	}
 	secretLabels, err := labels.ConvertSelectorToLabelsMap(o.secretLabelSelector)
 	if err != nil {
@@ -252,7 +266,8 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownDelay: o.gatewayShutdownDelay, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway")}); err != nil {
+	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownDelay: o.gatewayShutdownDelay, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway"),
+		ReadHeaderTimeout: o.gatewayHeaderTimeout, IdleTimeout: o.gatewayIdleTimeout, MaxHeaderBytes: o.gatewayMaxHeaderBytes}); err != nil {
 		return err
 	}
 	if err := mgr.Add(&snapshot.Builder{

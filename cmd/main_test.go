@@ -64,6 +64,8 @@ func TestManagerBinary(t *testing.T) {
 		for _, tc := range []struct{ flag, value, want string }{
 			{"--gateway-auth", "oidc", `--gateway-auth="oidc": want "kubernetes" or "none"`},
 			{"--secret-label-selector", "team in (a,b)", `--secret-label-selector="team in (a,b)": want labels such as inference.infergate.dev/api-key=true`},
+			{"--gateway-idle-timeout", "0s", `--gateway-idle-timeout=0s: want a positive duration, such as 10s`},
+			{"--gateway-max-header-bytes", "100", `--gateway-max-header-bytes=100: want at least 4096`},
 		} {
 			out, err := exec.Command(bin, "--kubeconfig", kubeconfig, tc.flag, tc.value).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tc.want) {

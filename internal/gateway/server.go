@@ -42,6 +42,33 @@ type Server struct {
 	Log logr.Logger
 	// Listener, if set, is used instead of listening on Addr.
 	Listener net.Listener
+
+	// Limits on what a client may do to a connection; zero takes the default.
+
+	// ReadHeaderTimeout bounds the time a client may take to send its request headers.
+	// Default DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long a kept-alive connection may wait for its next request.
+	// Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the size of a request's headers; larger ones get 431.
+	// Default DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+}
+
+// Defaults of the Server's limits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 1 << 20
+)
+
+// orDefault returns v, or def when v is zero or less.
+func orDefault[T time.Duration | int](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // NeedLeaderElection is false: every replica serves traffic.
@@ -59,9 +86,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           s.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
+		ReadHeaderTimeout: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
