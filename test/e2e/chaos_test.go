@@ -1,0 +1,272 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
+)
+
+// simProcess is a simulator process on a fixed address, which a test may kill and start again.
+type simProcess struct {
+	t               *testing.T
+	bin, addr, name string
+	cmd             *exec.Cmd
+}
+
+// buildSimulator builds cmd/simulator into dir.
+func buildSimulator(t *testing.T, dir string) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "simulator")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/simulator")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/simulator: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startSimProcess(t *testing.T, bin, name string) *simProcess {
+	t.Helper()
+	s := &simProcess{t: t, bin: bin, addr: testutil.FreeAddr(t), name: name}
+	s.start()
+	t.Cleanup(func() {
+		if s.cmd != nil {
+			s.kill()
+		}
+	})
+	return s
+}
+
+func (s *simProcess) url() string { return "http://" + s.addr }
+
+// start runs the simulator and waits until it answers.
+func (s *simProcess) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.bin, "--listen", s.addr, "--name", s.name, "--models", served, "--chunks", "20", "--chunk-delay", "20ms")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(s.url() + "/v1/models"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("simulator %s does not answer on %s", s.name, s.addr)
+		}
+	}
+}
+
+// kill ends the simulator with SIGKILL: no goodbye, its connections reset.
+func (s *simProcess) kill() {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// served is how many generations the simulator has completed since it started, from its
+// own metrics (vllm:request_success_total).
+func (s *simProcess) served() int {
+	resp, err := http.Get(s.url() + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "vllm:request_success_total") {
+			if f := strings.Fields(line); len(f) == 2 {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				total += v
+			}
+		}
+	}
+	return int(total)
+}
+
+// tally counts what the clients of a load saw.
+type tally struct {
+	mu sync.Mutex
+	// Non-streaming requests.
+	ok, failed int
+	// Streams: complete (finish_reason stop, every token), cut (an error after some tokens),
+	// refused (an error before any), and short (no error, yet incomplete: a silent truncation).
+	complete, cut, refused, short int
+	errors                        map[string]int
+}
+
+func (t *tally) add(f func(*tally)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(t)
+}
+
+func (t *tally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprintf("non-streaming: %d succeeded, %d failed; streams: %d complete, %d cut with an error, %d refused, %d silently short; errors %v",
+		t.ok, t.failed, t.complete, t.cut, t.refused, t.short, t.errors)
+}
+
+// load sends chat requests, every other one streamed, from workers clients until ctx ends.
+func load(ctx context.Context, c *openai.Client, workers int, tl *tally) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := n.Add(1)
+				params := openai.ChatCompletionNewParams{Model: "llama",
+					Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(fmt.Sprintf("Request %d", i))}}
+				// The requests themselves run to their end: only new ones stop with ctx.
+				rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if i%2 == 0 {
+					_, err := c.Chat.Completions.New(rctx, params)
+					tl.add(func(t *tally) {
+						if err != nil {
+							t.failed++
+							t.errors[err.Error()]++
+						} else {
+							t.ok++
+						}
+					})
+					cancel()
+					continue
+				}
+				s := c.Chat.Completions.NewStreaming(rctx, params)
+				tokens, finish := 0, ""
+				for s.Next() {
+					ch := s.Current()
+					if len(ch.Choices) > 0 {
+						if ch.Choices[0].Delta.Content != "" {
+							tokens++
+						}
+						if ch.Choices[0].FinishReason != "" {
+							finish = ch.Choices[0].FinishReason
+						}
+					}
+				}
+				err := s.Err()
+				cancel()
+				tl.add(func(t *tally) {
+					switch {
+					case err != nil && tokens == 0:
+						t.refused++
+						t.errors[err.Error()]++
+					case err != nil:
+						t.cut++
+						t.errors[err.Error()]++
+					case finish != "stop" || tokens != 20:
+						t.short++
+					default:
+						t.complete++
+					}
+				})
+			}
+		}()
+	}
+	return &wg
+}
+
+// A provider's model server is killed (SIGKILL) under streaming and non-streaming load, then
+// comes back (issue 13's first scenario, with a small load). Requests that had not reached it
+// are answered by the others (the entity also allows retrying a reset, for the non-streaming
+// requests it may have been running); streams it was sending end with an error the SDK
+// surfaces, never a silent truncation; once it is back, it gets traffic again. The assertions
+// are on counts; the time until traffic returns is logged.
+func TestProviderKilledUnderLoad(t *testing.T) {
+	c := startCluster(t)
+	bin := buildSimulator(t, c.dir)
+	sims := []*simProcess{startSimProcess(t, bin, "sim-a"), startSimProcess(t, bin, "sim-b"), startSimProcess(t, bin, "sim-c")}
+	manifest := ""
+	for _, s := range sims {
+		manifest += `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: ` + s.name + `, namespace: team}
+spec: {url: "` + s.url() + `", probeInterval: 2s}
+---`
+	}
+	c.apply(manifest + `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama, namespace: team}
+spec: {servedModelName: ` + served + `, retryOn: [Reset]}
+`)
+	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/llama", "provider/sim-a", "provider/sim-b", "provider/sim-c", "--timeout=30s")
+	c.eventually(10*time.Second, func() error {
+		if s := c.status("team", "llama"); s != 200 {
+			return fmt.Errorf("status %d", s)
+		}
+		return nil
+	})
+
+	tl := &tally{errors: map[string]int{}}
+	ctx, stop := context.WithCancel(context.Background())
+	wg := load(ctx, c.openai("team"), 6, tl)
+	victim := sims[1]
+	time.Sleep(2 * time.Second)
+	if victim.served() == 0 {
+		t.Fatal("the provider to kill served nothing: the test would prove nothing")
+	}
+	victim.kill()
+	time.Sleep(3 * time.Second)
+	victim.start()
+	back := time.Now()
+	c.eventually(60*time.Second, func() error {
+		if victim.served() == 0 {
+			return fmt.Errorf("no traffic to %s %s after it came back", victim.name, time.Since(back).Round(time.Millisecond))
+		}
+		return nil
+	})
+	t.Logf("%s took traffic again %s after it came back", victim.name, time.Since(back).Round(100*time.Millisecond))
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+	t.Log(tl)
+
+	if tl.failed != 0 || tl.refused != 0 || tl.short != 0 {
+		t.Errorf("clients saw failures: %s", tl)
+	}
+	if tl.ok == 0 || tl.complete == 0 {
+		t.Errorf("the load did not run: %s", tl)
+	}
+}
