@@ -144,8 +144,9 @@ func (t *tally) String() string {
 		t.ok, t.failed, t.complete, t.cut, t.refused, t.short, t.errors)
 }
 
-// load sends chat requests, every other one streamed, from workers clients until ctx ends.
-func load(ctx context.Context, c *openai.Client, workers int, tl *tally) *sync.WaitGroup {
+// load sends chat requests, every other one streamed, from workers clients until ctx ends; a
+// complete stream has tokens tokens.
+func load(ctx context.Context, c *openai.Client, workers, tokens int, tl *tally) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	var n atomic.Int64
 	for range workers {
@@ -172,12 +173,12 @@ func load(ctx context.Context, c *openai.Client, workers int, tl *tally) *sync.W
 					continue
 				}
 				s := c.Chat.Completions.NewStreaming(rctx, params)
-				tokens, finish := 0, ""
+				got, finish := 0, ""
 				for s.Next() {
 					ch := s.Current()
 					if len(ch.Choices) > 0 {
 						if ch.Choices[0].Delta.Content != "" {
-							tokens++
+							got++
 						}
 						if ch.Choices[0].FinishReason != "" {
 							finish = ch.Choices[0].FinishReason
@@ -188,13 +189,13 @@ func load(ctx context.Context, c *openai.Client, workers int, tl *tally) *sync.W
 				cancel()
 				tl.add(func(t *tally) {
 					switch {
-					case err != nil && tokens == 0:
+					case err != nil && got == 0:
 						t.refused++
 						t.errors[err.Error()]++
 					case err != nil:
 						t.cut++
 						t.errors[err.Error()]++
-					case finish != "stop" || tokens != 20:
+					case finish != "stop" || got != tokens:
 						t.short++
 					default:
 						t.complete++
@@ -241,7 +242,7 @@ spec: {servedModelName: ` + served + `, retryOn: [Reset]}
 
 	tl := &tally{errors: map[string]int{}}
 	ctx, stop := context.WithCancel(context.Background())
-	wg := load(ctx, c.openai("team"), 6, tl)
+	wg := load(ctx, c.openai("team"), 6, 20, tl)
 	victim := sims[1]
 	time.Sleep(2 * time.Second)
 	if victim.served() == 0 {
@@ -268,5 +269,85 @@ spec: {servedModelName: ` + served + `, retryOn: [Reset]}
 	}
 	if tl.ok == 0 || tl.complete == 0 {
 		t.Errorf("the load did not run: %s", tl)
+	}
+}
+
+// The API server stops answering (its process frozen with SIGSTOP: connections stay open and
+// nothing comes back, as in a partition) under load through two replicas (issue 13's third
+// scenario, for 10 s instead of 60). Every request keeps succeeding on both; once it answers
+// again, a ModelEntity created then routes on both. The assertions are on counts; the time
+// until it routes is logged.
+func TestAPIServerAwayUnderLoad(t *testing.T) {
+	election := []string{"--leader-elect", "--leader-election-namespace", "infergate-system"}
+	c := startCluster(t, election...)
+	follower := c.startManager(election...)
+	up := newUpstream(t, "sim", "", served)
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim, namespace: team}
+spec: {url: ` + up.srv.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	replicas := []*manager{c.manager, follower}
+	for _, m := range replicas {
+		c.eventually(20*time.Second, func() error {
+			if s := c.statusVia(m, "team", "llama"); s != 200 {
+				return fmt.Errorf("status %d through %s", s, m.gateway)
+			}
+			return nil
+		})
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	tallies := make([]*tally, len(replicas))
+	var loads []*sync.WaitGroup
+	for i, m := range replicas {
+		tallies[i] = &tally{errors: map[string]int{}}
+		loads = append(loads, load(ctx, c.openaiVia(m, "team"), 3, 4, tallies[i]))
+	}
+	time.Sleep(time.Second)
+	pid := c.apiServerPID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	time.Sleep(10 * time.Second)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	back := time.Now()
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: after, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	for _, m := range replicas {
+		c.eventually(30*time.Second, func() error {
+			if s := c.statusVia(m, "team", "after"); s != 200 {
+				return fmt.Errorf("status %d through %s", s, m.gateway)
+			}
+			return nil
+		})
+	}
+	t.Logf("an entity applied once the API server answered again routes on both replicas %s later", time.Since(back).Round(10*time.Millisecond))
+	stop()
+	for i, wg := range loads {
+		wg.Wait()
+		t.Logf("replica %d: %s", i, tallies[i])
+		if tl := tallies[i]; tl.failed != 0 || tl.refused != 0 || tl.cut != 0 || tl.short != 0 || tl.ok == 0 || tl.complete == 0 {
+			t.Errorf("replica %d: clients saw failures while the API server was away: %s", i, tl)
+		}
 	}
 }

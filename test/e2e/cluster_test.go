@@ -222,8 +222,11 @@ func (c *cluster) eventually(timeout time.Duration, check func() error) {
 
 // openai returns an SDK client for a workspace's OpenAI route, with team/app's token as its
 // API key.
-func (c *cluster) openai(ws string) *openai.Client {
-	cl := openai.NewClient(option.WithBaseURL(c.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/"),
+func (c *cluster) openai(ws string) *openai.Client { return c.openaiVia(c.manager, ws) }
+
+// openaiVia returns an SDK client for a workspace's OpenAI route through m's gateway.
+func (c *cluster) openaiVia(m *manager, ws string) *openai.Client {
+	cl := openai.NewClient(option.WithBaseURL(m.gateway+"/apis/inference-gateway/v2/workspaces/"+ws+"/openai/-/v1/"),
 		option.WithAPIKey(c.token), option.WithMaxRetries(0))
 	return &cl
 }
@@ -273,6 +276,14 @@ func (c *cluster) statusVia(m *manager, ws, model string) int {
 // away: no graceful shutdown, connections simply stop.
 func (c *cluster) killAPIServer() {
 	c.t.Helper()
+	if err := syscall.Kill(c.apiServerPID(), syscall.SIGKILL); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// apiServerPID finds the cluster's kube-apiserver process.
+func (c *cluster) apiServerPID() int {
+	c.t.Helper()
 	port := c.env.ControlPlane.APIServer.SecureServing.Port
 	procs, err := procfs.AllProcs()
 	if err != nil {
@@ -280,13 +291,11 @@ func (c *cluster) killAPIServer() {
 	}
 	for _, p := range procs {
 		if args, err := p.CmdLine(); err == nil && len(args) > 0 && filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, "--secure-port="+port) {
-			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
-				c.t.Fatal(err)
-			}
-			return
+			return p.PID
 		}
 	}
 	c.t.Fatalf("no kube-apiserver process with --secure-port=%s", port)
+	return 0
 }
 
 type upstream struct {
