@@ -20,9 +20,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +37,9 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
+	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
 	"github.com/infergate/infergate/internal/testutil"
 )
@@ -349,5 +356,181 @@ spec: {servedModelName: ` + served + `}
 		if tl := tallies[i]; tl.failed != 0 || tl.refused != 0 || tl.cut != 0 || tl.short != 0 || tl.ok == 0 || tl.complete == 0 {
 			t.Errorf("replica %d: clients saw failures while the API server was away: %s", i, tl)
 		}
+	}
+}
+
+// service stands for a Kubernetes Service in front of the gateway replicas: it forwards each
+// new TCP connection to one of its endpoints, in turn. A replica that is shutting down is
+// removed from the endpoints, as the endpoints controller does once its pod terminates.
+type service struct {
+	ln        net.Listener
+	mu        sync.Mutex
+	endpoints []string
+	next      int
+	conns     map[string]int // connections forwarded to each endpoint
+}
+
+func newService(t *testing.T, endpoints ...string) *service {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{ln: ln, endpoints: endpoints, conns: map[string]int{}}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.forward(conn)
+		}
+	}()
+	return s
+}
+
+func (s *service) url() string { return "http://" + s.ln.Addr().String() }
+
+// connections returns how many connections were forwarded to each endpoint.
+func (s *service) connections() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.conns)
+}
+
+func (s *service) remove(endpoint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endpoints = slices.DeleteFunc(s.endpoints, func(e string) bool { return e == endpoint })
+}
+
+func (s *service) forward(conn net.Conn) {
+	defer conn.Close()
+	s.mu.Lock()
+	endpoint := s.endpoints[s.next%len(s.endpoints)]
+	s.next++
+	s.conns[endpoint]++
+	s.mu.Unlock()
+	up, err := net.Dial("tcp", endpoint)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, conn); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(conn, up); done <- struct{}{} }()
+	<-done
+}
+
+// A replica is drained (SIGTERM, --gateway-shutdown-delay) with 200 streams open on it, while
+// clients that retry connection errors as the SDKs do call through a Service (issue 13's fourth
+// scenario). No request fails, and every stream open on the draining replica finishes.
+func TestReplicaDrainedUnderLoad(t *testing.T) {
+	drain := []string{"--gateway-shutdown-delay", "2s", "--gateway-shutdown-timeout", "30s"}
+	c := startCluster(t, drain...)
+	draining := c.startManager(drain...)
+	sim := simulator.New(simulator.Options{Name: "sim", Models: []string{served}, Chunks: 40, ChunkDelay: 100 * time.Millisecond})
+	up := httptest.NewServer(sim)
+	t.Cleanup(up.Close)
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim, namespace: team}
+spec: {url: ` + up.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	for _, m := range []*manager{c.manager, draining} {
+		c.eventually(20*time.Second, func() error {
+			if s := c.statusVia(m, "team", "llama"); s != 200 {
+				return fmt.Errorf("status %d through %s", s, m.gateway)
+			}
+			return nil
+		})
+	}
+	host := func(m *manager) string { return strings.TrimPrefix(m.gateway, "http://") }
+	svc := newService(t, host(c.manager), host(draining))
+
+	// 200 streams of 4 s open on the replica to drain.
+	direct := c.openaiVia(draining, "team")
+	streams := &tally{errors: map[string]int{}}
+	var open sync.WaitGroup
+	var started atomic.Int32
+	for i := range 200 {
+		open.Add(1)
+		go func() {
+			defer open.Done()
+			s := direct.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "llama",
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(fmt.Sprintf("Long answer %d", i))}})
+			got, finish := 0, ""
+			for s.Next() {
+				if ch := s.Current(); len(ch.Choices) > 0 {
+					if ch.Choices[0].Delta.Content != "" {
+						if got++; got == 1 {
+							started.Add(1)
+						}
+					}
+					if ch.Choices[0].FinishReason != "" {
+						finish = ch.Choices[0].FinishReason
+					}
+				}
+			}
+			streams.add(func(t *tally) {
+				switch {
+				case s.Err() != nil:
+					t.cut++
+					t.errors[s.Err().Error()]++
+				case finish != "stop" || got != 40:
+					t.short++
+				default:
+					t.complete++
+				}
+			})
+		}()
+	}
+	c.eventually(20*time.Second, func() error {
+		if n := started.Load(); n < 200 {
+			return fmt.Errorf("%d of 200 streams started", n)
+		}
+		return nil
+	})
+
+	// Clients of the Service, with the SDK's retries of connection errors, asking for short
+	// answers (the simulator's X-Sim headers pass through the gateway).
+	retrying := openai.NewClient(option.WithBaseURL(svc.url()+"/apis/inference-gateway/v2/workspaces/team/openai/-/v1/"),
+		option.WithAPIKey(c.token), option.WithMaxRetries(2),
+		option.WithHeader("X-Sim-Chunks", "4"), option.WithHeader("X-Sim-Chunk-Delay", "10ms"))
+	ctx, stop := context.WithCancel(context.Background())
+	calls := &tally{errors: map[string]int{}}
+	wg := load(ctx, &retrying, 4, 4, calls)
+	time.Sleep(500 * time.Millisecond)
+
+	if svc.connections()[host(draining)] == 0 {
+		t.Fatal("no client of the Service is connected to the replica to drain: the test would prove nothing")
+	}
+	if err := draining.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	svc.remove(host(draining)) // the endpoints controller takes the terminating pod out
+	open.Wait()
+	err := <-draining.exited
+	draining.exited <- err // for the cleanup
+	if err != nil {
+		t.Errorf("the drained manager exited with %v", err)
+	}
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+	t.Logf("streams open on the drained replica: %s", streams)
+	t.Logf("clients of the Service: %s; connections it forwarded: %v", calls, svc.connections())
+	if streams.complete != 200 {
+		t.Errorf("of 200 streams open on the drained replica, %d finished: %s", streams.complete, streams)
+	}
+	if calls.failed != 0 || calls.refused != 0 || calls.cut != 0 || calls.short != 0 || calls.ok == 0 {
+		t.Errorf("clients of the Service saw failures: %s", calls)
 	}
 }
