@@ -135,6 +135,7 @@ account or ~/.kube/config, in that order.`,
 	f.DurationVar(&o.gatewayAuthOptions.TokenCacheTTL, "gateway-auth-token-cache-ttl", access.DefaultTokenCacheTTL, "how long the answer of a TokenReview is reused: a deleted ServiceAccount's token keeps working this long")
 	f.DurationVar(&o.gatewayAuthOptions.AllowCacheTTL, "gateway-auth-allow-cache-ttl", access.DefaultAllowCacheTTL, "how long an allowed decision is reused: a removed RoleBinding takes effect within it")
 	f.DurationVar(&o.gatewayAuthOptions.DenyCacheTTL, "gateway-auth-deny-cache-ttl", access.DefaultDenyCacheTTL, "how long a denied decision is reused: a new RoleBinding takes effect within it")
+	f.DurationVar(&o.gatewayAuthOptions.OutageGrace, "gateway-auth-outage-grace", access.DefaultOutageGrace, "while the API server cannot be asked, how long past their cache TTL its last answers for a token and a request keep being used; 0: none, requests get 503 once the caches expire")
 	f.BoolVar(&o.allowLocalUpstreams, strings.TrimPrefix(egress.AllowLocalFlag, "--"), false, "let Providers point at loopback, link-local (such as the cloud metadata address 169.254.169.254) and unspecified addresses; without it the gateway and the probes refuse to connect there")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")

@@ -38,12 +38,17 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
+	"k8s.io/apiserver/pkg/authentication/group"
+	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	unionauth "k8s.io/apiserver/pkg/authentication/request/union"
+	"k8s.io/apiserver/pkg/authentication/request/websocket"
+	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	webhooktoken "k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
@@ -54,6 +59,9 @@ const (
 	DefaultTokenCacheTTL = time.Minute
 	DefaultAllowCacheTTL = time.Minute
 	DefaultDenyCacheTTL  = 10 * time.Second
+	// DefaultOutageGrace is the manager's default of Options.OutageGrace (the zero Options
+	// have none).
+	DefaultOutageGrace = 5 * time.Minute
 )
 
 // reviewTimeout bounds one review request to the API server.
@@ -78,6 +86,11 @@ type Options struct {
 	// DenyCacheTTL is how long a denied decision is reused: a new RoleBinding takes effect
 	// within it. Default 10s.
 	DenyCacheTTL time.Duration
+	// OutageGrace is how long past their cache TTL the API server's last answers for a token
+	// and for a decision keep being used while it cannot be asked (unreachable, timing out,
+	// overloaded), counted from when it gave them; 0: none, an outage gives errors once the
+	// caches expire. A token the API server refuses is forgotten at once.
+	OutageGrace time.Duration
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
@@ -92,6 +105,9 @@ type Checker struct {
 	authz     authorizer.Authorizer
 	audiences authenticator.Audiences
 	metrics   *metrics
+	// known keeps the last answers for outages (Options.OutageGrace); nil without a grace.
+	known             *lastKnown
+	allowTTL, denyTTL time.Duration
 }
 
 // New returns a Checker that sends its reviews with cfg's credentials, which must allow
@@ -112,21 +128,31 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 		return nil, err
 	}
 
+	var known *lastKnown
+	if opts.OutageGrace > 0 {
+		known = newLastKnown(opts.OutageGrace)
+	}
+
 	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview))
 	if err != nil {
 		return nil, fmt.Errorf("token review client: %w", err)
 	}
-	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
-		Anonymous:                &apiserver.AnonymousAuthConfig{Enabled: false},
-		TokenAccessReviewClient:  tokenReviews,
-		TokenAccessReviewTimeout: reviewTimeout,
-		WebhookRetryBackoff:      &retryBackoff,
-		CacheTTL:                 opts.TokenCacheTTL,
-		APIAudiences:             opts.Audiences,
-	}.New()
+	// DelegatingAuthenticatorConfig's bearer token chain (TokenReview webhook, token cache),
+	// with the last known answers between the two.
+	authenticatorfactory.RegisterMetrics()
+	webhook, err := webhooktoken.NewFromInterface(tokenReviews, opts.Audiences, retryBackoff, reviewTimeout, webhooktoken.AuthenticatorMetrics{
+		RecordRequestTotal:   authenticatorfactory.RecordRequestTotal,
+		RecordRequestLatency: authenticatorfactory.RecordRequestLatency,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("authenticator: %w", err)
 	}
+	var tokens authenticator.Token = webhook
+	if known != nil {
+		tokens = &outageTokens{next: webhook, known: known, ttl: opts.TokenCacheTTL, onStale: func() { m.outageAnswer(stepAuthentication) }}
+	}
+	cached := tokencache.New(tokens, false, opts.TokenCacheTTL, opts.TokenCacheTTL)
+	authn := group.NewAuthenticatedGroupAdder(unionauth.New(bearertoken.New(cached), websocket.NewProtocolAuthenticator(cached)))
 
 	accessReviews, err := authorizationv1.NewForConfig(reviewConfig(cfg, m, kindAccessReview))
 	if err != nil {
@@ -141,7 +167,8 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authorizer: %w", err)
 	}
-	return &Checker{authn: authn, authz: authz, audiences: opts.Audiences, metrics: m}, nil
+	return &Checker{authn: authn, authz: authz, audiences: opts.Audiences, metrics: m,
+		known: known, allowTTL: opts.AllowCacheTTL, denyTTL: opts.DenyCacheTTL}, nil
 }
 
 // reviewConfig is cfg for one kind of review: its own rate limit, high enough that listing
@@ -184,6 +211,21 @@ func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allow
 	rc := &reviewContext{Context: ctx}
 	decision, reason, err := c.authz.Authorize(rc, a)
 	c.metrics.cachedDecision(!rc.sent.Load())
+	if c.known != nil {
+		switch {
+		case err == nil && rc.sent.Load():
+			ttl := c.denyTTL
+			if decision == authorizer.DecisionAllow {
+				ttl = c.allowTTL
+			}
+			c.known.record(a, decision, reason, ttl)
+		case err != nil:
+			if last, ok := c.known.last(a); ok {
+				c.metrics.outageAnswer(stepAuthorization)
+				decision, reason, err = last.decision, last.reason, nil
+			}
+		}
+	}
 	switch {
 	case err != nil:
 		c.metrics.decide(stepAuthorization, decisionError)

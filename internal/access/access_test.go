@@ -19,11 +19,16 @@ package access_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -237,4 +242,125 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labels ...string
 		want[labels[i]] = labels[i+1]
 	}
 	return testutil.MetricSum(t, reg, name, want)
+}
+
+// partition is a TCP proxy to the API server that can be cut, as a network partition would:
+// its connections close and new ones are refused.
+type partition struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newPartition(t *testing.T) (*partition, *rest.Config) {
+	t.Helper()
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partition{ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target.Host)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	through := rest.CopyConfig(cfg)
+	through.Host = "https://" + ln.Addr().String()
+	return p, through
+}
+
+func (p *partition) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// While the API server cannot be asked, the last answers it gave are used for their TTL plus
+// the outage grace; answers it never gave are errors. (A token it has since refused is
+// forgotten: see outage_test.go, since the API server caches its own token answers for 10 s.)
+func TestOutageGraceKeepsTheLastAnswers(t *testing.T) {
+	ctx := context.Background()
+	token := serviceAccount(t, "outage", "app")
+	unknown := serviceAccount(t, "outage", "newcomer")
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "call", Namespace: "outage"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}
+	if _, err := clientset.RbacV1().Roles("outage").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "call", Namespace: "outage"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "call"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "app", Namespace: "outage"}}}
+	if _, err := clientset.RbacV1().RoleBindings("outage").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	const ttl, grace = 200 * time.Millisecond, 3 * time.Second
+	p, through := newPartition(t)
+	checker, reg := newChecker(t, through, access.Options{TokenCacheTTL: ttl, AllowCacheTTL: ttl, DenyCacheTTL: ttl, OutageGrace: grace})
+	u, ok, err := checker.Authenticate(bearer(token))
+	if !ok || err != nil {
+		t.Fatalf("authenticate: %v %v", ok, err)
+	}
+	call := func(verb string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: u, Verb: verb, Namespace: "outage", APIGroup: "inference.infergate.dev",
+			Resource: "modelentities", Subresource: "proxy", Name: "llama", ResourceRequest: true}
+	}
+	for verb, want := range map[string]bool{"create": true, "get": false} {
+		if allowed, _, err := checker.Authorize(ctx, call(verb)); allowed != want || err != nil {
+			t.Fatalf("%s: allowed %v, err %v", verb, allowed, err)
+		}
+	}
+	reviewed := time.Now()
+
+	p.cut()
+	time.Sleep(2 * ttl) // the caches have expired: only the last known answers remain
+	if got, ok, err := checker.Authenticate(bearer(token)); !ok || err != nil || got.GetName() != u.GetName() {
+		t.Errorf("in the outage, a token the API server accepted: %v, ok %v, err %v", got, ok, err)
+	}
+	for verb, want := range map[string]bool{"create": true, "get": false} {
+		if allowed, _, err := checker.Authorize(ctx, call(verb)); allowed != want || err != nil {
+			t.Errorf("in the outage, %s: allowed %v, err %v; want its last answer, %v", verb, allowed, err, want)
+		}
+	}
+	if _, ok, err := checker.Authenticate(bearer(unknown)); ok || err == nil {
+		t.Errorf("in the outage, a token never reviewed: ok %v, err %v; want an error", ok, err)
+	}
+	if allowed, _, err := checker.Authorize(ctx, call("delete")); allowed || err == nil {
+		t.Errorf("in the outage, a request never reviewed: allowed %v, err %v; want an error", allowed, err)
+	}
+	if a, z := value(t, reg, "infergate_gateway_auth_outage_answers_total", "step", "authentication"),
+		value(t, reg, "infergate_gateway_auth_outage_answers_total", "step", "authorization"); a < 1 || z < 2 {
+		t.Errorf("outage answers: %v authentications, %v authorizations; want at least 1 and 2", a, z)
+	}
+
+	// Past the grace, the outage is an error again.
+	time.Sleep(time.Until(reviewed.Add(ttl + grace + ttl)))
+	if _, ok, err := checker.Authenticate(bearer(token)); ok || err == nil {
+		t.Errorf("past the grace: ok %v, err %v; want an error", ok, err)
+	}
+	if allowed, _, err := checker.Authorize(ctx, call("create")); allowed || err == nil {
+		t.Errorf("past the grace: allowed %v, err %v; want an error", allowed, err)
+	}
 }

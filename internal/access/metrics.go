@@ -49,6 +49,9 @@ const tokenCacheRequests = "authentication_token_cache_request_total"
 
 type metrics struct {
 	decisions *prometheus.CounterVec
+	// outage counts answers given from the last known ones, by step (resolved once).
+	outage  *prometheus.CounterVec
+	outages [2]prometheus.Counter
 	// decided holds the counters of decisions by step and decision, resolved once: the
 	// request path does not hash label values.
 	decided map[[2]string]prometheus.Counter
@@ -63,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "decisions_total",
 			Help: "Authentication and authorization decisions on gateway requests: allowed, denied, or error when the API server could not be asked (answered 503).",
 		}, []string{"step", "decision"}),
+		outage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "outage_answers_total",
+			Help: "Decisions taken from the API server's last answer for a token or a request while it could not be asked (--gateway-auth-outage-grace); they are also counted as allowed or denied.",
+		}, []string{"step"}),
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "reviews_total",
 			Help: "TokenReview and SubjectAccessReview requests sent to the API server (cache misses and their retries), by HTTP status code, or error when no answer came.",
@@ -71,6 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Lookups in the token cache (TokenReview answers) and the decision cache (SubjectAccessReview answers), by result: hit, or miss when the API server was asked.",
 			[]string{"cache", "result"}, nil)},
 	}
+	m.outages = [2]prometheus.Counter{m.outage.WithLabelValues(stepAuthentication), m.outage.WithLabelValues(stepAuthorization)}
 	m.decided = map[[2]string]prometheus.Counter{}
 	for _, step := range []string{stepAuthentication, stepAuthorization} {
 		for _, d := range []string{decisionAllowed, decisionDenied, decisionError} {
@@ -80,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.reviews, m.cache} {
+	for _, c := range []prometheus.Collector{m.decisions, m.outage, m.reviews, m.cache} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -89,6 +97,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) decide(step, decision string) { m.decided[[2]string{step, decision}].Inc() }
+
+// outageAnswer counts an answer taken from the last known ones.
+func (m *metrics) outageAnswer(step string) {
+	if step == stepAuthentication {
+		m.outages[0].Inc()
+	} else {
+		m.outages[1].Inc()
+	}
+}
 
 // cachedDecision counts a lookup in the decision cache.
 func (m *metrics) cachedDecision(hit bool) {

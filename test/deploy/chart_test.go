@@ -266,7 +266,7 @@ func TestChartAllOptions(t *testing.T) {
 		"--gateway-response-header-timeout=10m", "--gateway-stream-idle-timeout=90s",
 		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
 		"--gateway-auth=kubernetes", "--gateway-auth-audiences=infergate,inference.example.com", "--gateway-auth-token-cache-ttl=2m",
-		"--gateway-auth-allow-cache-ttl=30s", "--gateway-auth-deny-cache-ttl=5s",
+		"--gateway-auth-allow-cache-ttl=30s", "--gateway-auth-deny-cache-ttl=5s", "--gateway-auth-outage-grace=2m",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
