@@ -301,14 +301,7 @@ metadata: {name: llama, namespace: team}
 spec: {servedModelName: ` + served + `}
 `)
 	replicas := []*manager{c.manager, follower}
-	for _, m := range replicas {
-		c.eventually(20*time.Second, func() error {
-			if s := c.statusVia(m, "team", "llama"); s != 200 {
-				return fmt.Errorf("status %d through %s", s, m.gateway)
-			}
-			return nil
-		})
-	}
+	c.routableOn(20*time.Second, "team", "llama", replicas...)
 
 	ctx, stop := context.WithCancel(context.Background())
 	tallies := make([]*tally, len(replicas))
@@ -343,14 +336,7 @@ kind: ModelEntity
 metadata: {name: after, namespace: team}
 spec: {servedModelName: ` + served + `}
 `)
-	for _, m := range replicas {
-		c.eventually(30*time.Second, func() error {
-			if s := c.statusVia(m, "team", "after"); s != 200 {
-				return fmt.Errorf("status %d through %s", s, m.gateway)
-			}
-			return nil
-		})
-	}
+	c.routableOn(30*time.Second, "team", "after", replicas...)
 	t.Logf("an entity applied once the API server answered again routes on both replicas %s later", time.Since(back).Round(10*time.Millisecond))
 	stop()
 	for i, wg := range loads {
@@ -447,14 +433,7 @@ kind: ModelEntity
 metadata: {name: llama, namespace: team}
 spec: {servedModelName: ` + served + `}
 `)
-	for _, m := range []*manager{c.manager, draining} {
-		c.eventually(20*time.Second, func() error {
-			if s := c.statusVia(m, "team", "llama"); s != 200 {
-				return fmt.Errorf("status %d through %s", s, m.gateway)
-			}
-			return nil
-		})
-	}
+	c.routableOn(20*time.Second, "team", "llama", c.manager, draining)
 	host := func(m *manager) string { return strings.TrimPrefix(m.gateway, "http://") }
 	svc := newService(t, host(c.manager), host(draining))
 

@@ -254,6 +254,19 @@ func (c *cluster) status(ws, model string) int {
 	return c.statusVia(c.manager, ws, model)
 }
 
+// routableOn waits until a chat request for model answers 200 through each of managers.
+func (c *cluster) routableOn(timeout time.Duration, ws, model string, managers ...*manager) {
+	c.t.Helper()
+	for _, m := range managers {
+		c.eventually(timeout, func() error {
+			if s := c.statusVia(m, ws, model); s != 200 {
+				return fmt.Errorf("%s/%s: status %d through %s", ws, model, s, m.gateway)
+			}
+			return nil
+		})
+	}
+}
+
 // statusVia returns the HTTP status of a chat request for model through m's gateway.
 func (c *cluster) statusVia(m *manager, ws, model string) int {
 	c.t.Helper()

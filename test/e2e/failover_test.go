@@ -44,14 +44,7 @@ kind: ModelEntity
 metadata: {name: before, namespace: team}
 spec: {servedModelName: ` + served + `}
 `)
-	for _, m := range []*manager{c.manager, follower} {
-		c.eventually(20*time.Second, func() error {
-			if s := c.statusVia(m, "team", "before"); s != 200 {
-				return fmt.Errorf("status %d through %s", s, m.gateway)
-			}
-			return nil
-		})
-	}
+	c.routableOn(20*time.Second, "team", "before", c.manager, follower)
 
 	// One of them holds the lease: usually the first, but both race for it once their caches
 	// have synced.
