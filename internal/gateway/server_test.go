@@ -99,3 +99,38 @@ func TestServerLimitsAreItsOwn(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// Connections that never send a request hold nothing for long: the others are served, and
+// the read header timeout closes them.
+func TestIdleConnectionsDoNotCrowdOthersOut(t *testing.T) {
+	addr := serve(t, gateway.Server{ReadHeaderTimeout: 500 * time.Millisecond})
+	idle := make([]net.Conn, 0, 300)
+	t.Cleanup(func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+	for range cap(idle) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	for range 20 {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d with %d idle connections open", resp.StatusCode, len(idle))
+		}
+	}
+	for i, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("idle connection %d: read %v, want the server to close it", i, err)
+		}
+	}
+}
