@@ -285,23 +285,8 @@ spec: {servedModelName: ` + served + `, retryOn: [Reset]}
 // again, a ModelEntity created then routes on both. The assertions are on counts; the time
 // until it routes is logged.
 func TestAPIServerAwayUnderLoad(t *testing.T) {
-	election := []string{"--leader-elect", "--leader-election-namespace", "infergate-system"}
-	c := startCluster(t, election...)
-	follower := c.startManager(election...)
-	up := newUpstream(t, "sim", "", served)
-	c.apply(`
-apiVersion: inference.infergate.dev/v1alpha1
-kind: Provider
-metadata: {name: sim, namespace: team}
-spec: {url: ` + up.srv.URL + `}
----
-apiVersion: inference.infergate.dev/v1alpha1
-kind: ModelEntity
-metadata: {name: llama, namespace: team}
-spec: {servedModelName: ` + served + `}
-`)
+	c, follower := startTwoReplicas(t, "llama")
 	replicas := []*manager{c.manager, follower}
-	c.routableOn(20*time.Second, "team", "llama", replicas...)
 
 	ctx, stop := context.WithCancel(context.Background())
 	tallies := make([]*tally, len(replicas))

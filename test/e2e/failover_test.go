@@ -29,22 +29,7 @@ import (
 // the same routes; when the leader dies, the follower keeps serving, takes the lease and runs
 // the controllers, so new objects become routable through it.
 func TestFollowerServesAndTakesOver(t *testing.T) {
-	election := []string{"--leader-elect", "--leader-election-namespace", "infergate-system"}
-	c := startCluster(t, election...)
-	follower := c.startManager(election...)
-	up := newUpstream(t, "sim", "", served)
-	c.apply(`
-apiVersion: inference.infergate.dev/v1alpha1
-kind: Provider
-metadata: {name: sim, namespace: team}
-spec: {url: ` + up.srv.URL + `}
----
-apiVersion: inference.infergate.dev/v1alpha1
-kind: ModelEntity
-metadata: {name: before, namespace: team}
-spec: {servedModelName: ` + served + `}
-`)
-	c.routableOn(20*time.Second, "team", "before", c.manager, follower)
+	c, follower := startTwoReplicas(t, "before")
 
 	// One of them holds the lease: usually the first, but both race for it once their caches
 	// have synced.
@@ -84,6 +69,29 @@ spec: {servedModelName: ` + served + `}
 	if s := c.statusVia(follower, "team", "before"); s != 200 {
 		t.Fatalf("status %d after the takeover", s)
 	}
+}
+
+// startTwoReplicas starts two managers that elect a leader, with Provider team/sim (an
+// in-process simulator) and ModelEntity team/<entity> routable through both.
+func startTwoReplicas(t *testing.T, entity string) (*cluster, *manager) {
+	t.Helper()
+	election := []string{"--leader-elect", "--leader-election-namespace", "infergate-system"}
+	c := startCluster(t, election...)
+	follower := c.startManager(election...)
+	up := newUpstream(t, "sim", "", served)
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim, namespace: team}
+spec: {url: ` + up.srv.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: ` + entity + `, namespace: team}
+spec: {servedModelName: ` + served + `}
+`)
+	c.routableOn(20*time.Second, "team", entity, c.manager, follower)
+	return c, follower
 }
 
 // acquired reports whether m has logged that it acquired the leader election lease.
