@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/leaderelection"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
@@ -51,6 +52,7 @@ import (
 	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/discovery"
 	"github.com/infergate/infergate/internal/egress"
+	"github.com/infergate/infergate/internal/election"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
 	"github.com/infergate/infergate/internal/routing"
@@ -206,16 +208,16 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("no cluster to connect to: %w", err)
 	}
+	shutdownTimeout := o.gatewayShutdownDelay + o.gatewayShutdown + 5*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              o.leaderElectionID,
-		LeaderElectionNamespace:       o.leaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		// No election here: the Elector below runs the controllers on the leader, and losing the
+		// lease must not stop this manager's gateway, cache and scraper.
+		LeaderElection: false,
 		// Every runnable gets this long to stop; the gateway's delay and drain must fit in it.
-		GracefulShutdownTimeout: ptr.To(o.gatewayShutdownDelay + o.gatewayShutdown + 5*time.Second),
+		GracefulShutdownTimeout: ptr.To(shutdownTimeout),
 		// The cache holds the Secrets (all, or those of --secret-label-selector), Services and
 		// workloads of the cluster that the controllers watch; managed fields are of no use to them.
 		Cache: cacheOptions,
@@ -291,16 +293,53 @@ func run(ctx context.Context, o options) error {
 	}); err != nil {
 		return err
 	}
-	events := mgr.GetEventRecorder("infergate")
-	if err := (&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(10*time.Second, o.allowLocalUpstreams, gatewayID),
-		MetricsClient: scrapeClient, SecretLabels: secretLabels}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up the provider controller: %w", err)
+	if err := controllers.IndexFields(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("index the cache: %w", err)
 	}
-	if err := (&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up the model entity controller: %w", err)
+	prober := discovery.NewProber(10*time.Second, o.allowLocalUpstreams, gatewayID)
+	setupControllers := func(m ctrl.Manager) error {
+		events := m.GetEventRecorder("infergate")
+		if err := (&controllers.ProviderReconciler{Client: m.GetClient(), Recorder: events, Prober: prober,
+			MetricsClient: scrapeClient, SecretLabels: secretLabels}).SetupWithManager(m); err != nil {
+			return fmt.Errorf("set up the provider controller: %w", err)
+		}
+		if err := (&controllers.ModelEntityReconciler{Client: m.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(m); err != nil {
+			return fmt.Errorf("set up the model entity controller: %w", err)
+		}
+		if err := (&controllers.DeploymentReconciler{Client: m.GetClient(), Scheme: m.GetScheme(), Recorder: events}).SetupWithManager(m); err != nil {
+			return fmt.Errorf("set up the deployment controller: %w", err)
+		}
+		return nil
 	}
-	if err := (&controllers.DeploymentReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: events}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up the deployment controller: %w", err)
+	if !o.leaderElect {
+		if err := setupControllers(mgr); err != nil {
+			return err
+		}
+	} else {
+		lock, err := leaderelection.NewResourceLock(cfg, mgr, leaderelection.Options{
+			LeaderElection:          true,
+			LeaderElectionID:        o.leaderElectionID,
+			LeaderElectionNamespace: o.leaderElectionNamespace,
+			RenewDeadline:           election.DefaultRenewDeadline,
+		})
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+		// Each term of leadership runs the controllers in a manager of its own, which shares
+		// this one's cache and client.
+		if err := mgr.Add(&election.Elector{Lock: lock, Log: log.WithName("election"), Term: func(ctx context.Context) error {
+			term, release, err := election.NewTerm(mgr, shutdownTimeout)
+			if err != nil {
+				return err
+			}
+			defer release()
+			if err := setupControllers(term); err != nil {
+				return err
+			}
+			return term.Start(ctx)
+		}}); err != nil {
+			return err
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

@@ -143,33 +143,6 @@ func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.
 // or anywhere for a provider of the system workspace); a ReferenceGrant's change reconciles
 // the entities of the namespaces it lets in.
 func (r *ModelEntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	ctx := context.Background()
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.ModelEntity{}, indexEntityServedModel, func(o client.Object) []string {
-		e := o.(*inferencev1alpha1.ModelEntity)
-		names := []string{e.Spec.ServedModelName}
-		for _, ref := range e.Spec.Providers {
-			if ref.ServedModelName != "" {
-				names = append(names, ref.ServedModelName)
-			}
-		}
-		return names
-	}); err != nil {
-		return err
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.ModelEntity{}, indexEntityProviderRef, func(o client.Object) []string {
-		e := o.(*inferencev1alpha1.ModelEntity)
-		keys := make([]string, 0, len(e.Spec.Providers))
-		for _, ref := range e.Spec.Providers {
-			ns := ref.Namespace
-			if ns == "" {
-				ns = e.Namespace
-			}
-			keys = append(keys, ns+"/"+ref.Name)
-		}
-		return keys
-	}); err != nil {
-		return err
-	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&inferencev1alpha1.ModelEntity{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&inferencev1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.entitiesOfProvider),

@@ -262,25 +262,8 @@ func (r *ProviderReconciler) nextProbe(p *inferencev1alpha1.Provider, key types.
 }
 
 // SetupWithManager registers the controller: Providers, and the Secrets and Services they
-// reference, found through field indexes.
+// reference, found through the field indexes of IndexFields.
 func (r *ProviderReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	ctx := context.Background()
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.Provider{}, indexProviderSecret, func(o client.Object) []string {
-		if ref := o.(*inferencev1alpha1.Provider).Spec.APIKeySecretRef; ref != nil {
-			return []string{ref.Name}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &inferencev1alpha1.Provider{}, indexProviderService, func(o client.Object) []string {
-		if s := o.(*inferencev1alpha1.Provider).Spec.Service; s != nil {
-			return []string{s.Name}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&inferencev1alpha1.Provider{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.providersUsing(indexProviderSecret))).

@@ -81,6 +81,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := controllers.IndexFields(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	events := mgr.GetEventRecorder("infergate")
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
 		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2*time.Second, true, ""), MetricsClient: scrape.NewClient(true)},

@@ -306,10 +306,10 @@ func TestAPIServerAwayUnderLoad(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	})
-	// 5 s: within the leader's lease renewal deadline (10 s). Longer, the leader exits when
-	// it cannot renew its lease, taking its gateway with it (controller-runtime's manager
-	// stops on a lost election); issue 13 has that to fix.
-	time.Sleep(5 * time.Second)
+	// Longer than the leader's lease renewal deadline (10 s): the leader loses its lease, its
+	// controllers stop, and its gateway must go on serving (controller-runtime's own election
+	// would end the process).
+	time.Sleep(12 * time.Second)
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -323,6 +323,17 @@ spec: {servedModelName: ` + served + `}
 `)
 	c.routableOn(30*time.Second, "team", "after", replicas...)
 	t.Logf("an entity applied once the API server answered again routes on both replicas %s later", time.Since(back).Round(10*time.Millisecond))
+	// A leader is elected again and its controllers resolve the new entity.
+	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/after", "--timeout=60s")
+	t.Logf("... and is Ready %s later", time.Since(back).Round(10*time.Millisecond))
+	for i, m := range replicas {
+		select {
+		case err := <-m.exited:
+			m.exited <- err // for the cleanup
+			t.Errorf("replica %d exited: %v", i, err)
+		default:
+		}
+	}
 	stop()
 	for i, wg := range loads {
 		wg.Wait()
