@@ -71,6 +71,7 @@ type cluster struct {
 // manager is one manager process.
 type manager struct {
 	gateway string // base URL of its gateway
+	metrics string // base URL of its metrics
 	cmd     *exec.Cmd
 	logs    *testutil.SyncBuffer
 	exited  chan error
@@ -140,10 +141,10 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 func (c *cluster) startManager(args ...string) *manager {
 	t := c.t
 	t.Helper()
-	gw, probe := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	m := &manager{gateway: "http://" + gw, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
+	gw, probe, metrics := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	m := &manager{gateway: "http://" + gw, metrics: "http://" + metrics, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	args = append([]string{"--kubeconfig", c.managerKubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
-		"--metrics-bind-address", "0", "--system-workspace", "system", "--log-format", "console", "--log-level", "debug",
+		"--metrics-bind-address", metrics, "--system-workspace", "system", "--log-format", "console", "--log-level", "debug",
 		"--allow-local-upstreams"}, args...) // the simulators listen on loopback
 	m.cmd = exec.Command(c.bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs

@@ -17,19 +17,22 @@ limitations under the License.
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // Two replicas with leader election: the follower builds its own routing table and serves
 // the same routes; when the leader dies, the follower keeps serving, takes the lease and runs
 // the controllers, so new objects become routable through it.
 func TestFollowerServesAndTakesOver(t *testing.T) {
-	c, follower := startTwoReplicas(t, "before")
+	c, follower := startTwoReplicas(t, "llama")
 
 	// One of them holds the lease: usually the first, but both race for it once their caches
 	// have synced.
@@ -45,10 +48,16 @@ func TestFollowerServesAndTakesOver(t *testing.T) {
 		}
 		return nil
 	})
+	// Clients of the follower call on while the leader dies (issue 13's fifth scenario).
+	ctx, stop := context.WithCancel(context.Background())
+	tl := newTally()
+	wg := load(ctx, c.openaiVia(follower, "team"), testutil.ChaosSize(2, 8), 4, tl)
+	time.Sleep(500 * time.Millisecond)
 	if err := leader.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if s := c.statusVia(follower, "team", "before"); s != 200 {
+	died := time.Now()
+	if s := c.statusVia(follower, "team", "llama"); s != 200 {
 		t.Fatalf("the follower answered %d right after the leader died", s)
 	}
 	c.apply(`
@@ -64,10 +73,20 @@ spec: {servedModelName: ` + served + `}
 		}
 		return nil
 	})
+	routable := time.Since(died)
 	// ... and, once the dead leader's lease expires, its controllers write status.
 	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/after", "--timeout=60s")
-	if s := c.statusVia(follower, "team", "before"); s != 200 {
+	ready := time.Since(died)
+	if s := c.statusVia(follower, "team", "llama"); s != 200 {
 		t.Fatalf("status %d after the takeover", s)
+	}
+	stop()
+	wg.Wait()
+	testutil.ReportChaos(t, tl.row("5. the leader of two replicas killed (SIGKILL)",
+		fmt.Sprintf("a ModelEntity applied then routes through the other replica %s after, and is Ready (its controllers lead) %s after (lease 15s)",
+			routable.Round(10*time.Millisecond), ready.Round(100*time.Millisecond))))
+	if tl.failed != 0 || tl.refused != 0 || tl.cut != 0 || tl.short != 0 || tl.ok == 0 {
+		t.Errorf("clients of the surviving replica saw failures: %s", tl)
 	}
 }
 
