@@ -204,8 +204,9 @@ type proxyRequest struct {
 	backend  *routing.Backend
 	current  *routing.Provider
 	timeouts routing.Timeouts
-	began    bool   // current.Health.Begin without End
-	prefix   uint64 // key of the prompt prefix, for CacheAware (0: none)
+	began    bool       // current.Health.Begin without End
+	prefix   uint64     // key of the prompt prefix, for CacheAware (0: none)
+	head     firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
 
 	status int
 	ttfb   time.Duration
@@ -649,6 +650,15 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusGatewayTimeout:
 			reason = codeLabel(resp.StatusCode)
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		}
+		if reason == "" && pr.entity != nil {
+			if err = pr.awaitFirstBytes(resp); err != nil {
+				if pr.ctx.Err() != nil {
+					return nil, err // the client went away, or the stream idle timeout ended the request
+				}
+				resp = nil
+				reason, safe = failureOf(err)
+			}
 		}
 		if pr.entity == nil {
 			// The provider route is a raw pass-through: one attempt, no ejections.

@@ -766,6 +766,56 @@ func TestUpstreamLostMidStreamIsAnErrorForTheClient(t *testing.T) {
 	}
 }
 
+// A model server that dies after a stream's headers and before its first event: the client
+// does not get a 200 stream that ends before it began. With retryOn Reset the stream comes
+// whole from another provider; without, the client gets a 502 that the SDK reports (and that
+// the SDKs retry by default).
+func TestUpstreamLostBeforeTheFirstEventFailsOver(t *testing.T) {
+	var lost atomic.Int32
+	dying := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		lost.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
+	healthy := newUpstream(t, simulator.Options{Name: "healthy", Models: []string{served}, Chunks: 3})
+	for _, retry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retryOn Reset %v", retry), func(t *testing.T) {
+			llama := entity("team", "llama", backend("team", "dying", served), backend("team", "healthy", served))
+			llama.Balancing = routing.Failover // the dying one first
+			providers := []routing.ProviderSpec{provider("team", "dying", dying), provider("team", "healthy", healthy.srv.URL)}
+			if retry {
+				llama.RetryOn = routing.RetryReset
+			} else {
+				llama.Backends = llama.Backends[:1]
+				providers = providers[:1]
+			}
+			g := newGateway(t, routing.Spec{Providers: providers, Entities: []routing.EntitySpec{llama}}, gateway.Options{})
+			before := lost.Load()
+			stream := g.client("team").Chat.Completions.NewStreaming(ctxTimeout(t, 30*time.Second), chatParams("llama"))
+			n := 0
+			for stream.Next() {
+				if ch := stream.Current(); len(ch.Choices) > 0 && ch.Choices[0].Delta.Content != "" {
+					n++
+				}
+			}
+			if lost.Load() == before {
+				t.Fatal("the dying provider was not tried: the test proves nothing")
+			}
+			var apiErr *openai.Error
+			switch {
+			case retry && (stream.Err() != nil || n != 3):
+				t.Errorf("%d tokens, err %v; want the 3 of the healthy provider", n, stream.Err())
+			case !retry && !(errors.As(stream.Err(), &apiErr) && apiErr.StatusCode == http.StatusBadGateway):
+				t.Errorf("%d tokens, err %v; want a 502", n, stream.Err())
+			}
+		})
+	}
+}
+
 func TestUpstreamAuthFailureIsABadGateway(t *testing.T) {
 	up := newUpstream(t, simulator.Options{Models: []string{served}, APIKey: "right"})
 	p := provider("team", "nim", up.srv.URL)
