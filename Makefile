@@ -126,14 +126,15 @@ bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT,
 ##@ Reliability
 
 CHAOS_REPORT ?= $(LOCALBIN)/chaos-report.jsonl
+CHAOS_ENV = INFERGATE_CHAOS=full INFERGATE_CHAOS_REPORT="$(abspath $(CHAOS_REPORT))" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)"
 CHAOS_TESTS = TestProviderKilledUnderLoad|TestAllProvidersFailThenOneRecovers|TestAPIServerAwayUnderLoad|TestReplicaDrainedUnderLoad|TestFollowerServesAndTakesOver|TestSlowAndHostileClients|TestSoak
 
 .PHONY: chaos
 chaos: envtest-assets ## Run the fault and soak scenarios at full size (providers killed or failing, API server away 60 s, drain, leader killed, hostile clients, 10-minute soak) and print their table (about 18 minutes).
 	@mkdir -p $(LOCALBIN) && rm -f $(CHAOS_REPORT)
-	INFERGATE_CHAOS=full INFERGATE_CHAOS_REPORT="$(abspath $(CHAOS_REPORT))" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" \
-	  go test -count=1 -timeout 30m -v -run '^($(CHAOS_TESTS))$$' ./internal/gateway ./test/e2e; \
-	  status=$$?; echo; go run ./hack/chaosreport < $(CHAOS_REPORT); exit $$status
+	$(CHAOS_ENV) go test -count=1 -v -run '^($(CHAOS_TESTS))$$' ./internal/gateway; gateway=$$?; \
+	$(CHAOS_ENV) go test -count=1 -timeout 30m -v -run '^($(CHAOS_TESTS))$$' ./test/e2e; e2e=$$?; \
+	echo; go run ./hack/chaosreport < $(CHAOS_REPORT); exit $$((gateway | e2e))
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.

@@ -238,12 +238,12 @@ spec: {servedModelName: ` + served + `}
 	// remains beside them must be what was there before at once; under make chaos, the wait
 	// goes on until they have closed too.
 	var back, rest usage
-	var backAfter, restAfter time.Duration
+	var backAfter time.Duration
 	ended := time.Now()
 	for {
 		back, backAfter = usageOf(t, c.manager), time.Since(ended)
 		if rest.at.IsZero() && float64(back.goroutines-2*max(0, back.fds-baseline.fds)) <= float64(baseline.goroutines)*1.1+20 {
-			rest, restAfter = back, backAfter
+			rest = back
 		}
 		if !rest.at.IsZero() && (!testutil.ChaosFull() || float64(back.goroutines) <= float64(baseline.goroutines)*1.1+20) || backAfter > 2*time.Minute {
 			break
@@ -253,9 +253,9 @@ spec: {servedModelName: ` + served + `}
 	t.Logf("%d streams: before %s; held open %s; after %s, %s after they ended", streams, baseline, held, back, backAfter.Round(time.Second))
 
 	testutil.ReportChaos(t, tl.row(fmt.Sprintf("7. soak: %s of mixed load, %d clients, then %d streams held open", duration, workers, streams),
-		fmt.Sprintf("%d streams dropped mid-way by their clients; after the warm-up, %s; %d streams open: RSS %s (%s before), %d goroutines (%d before), %d besides idle upstream connections %s after they ended, %d in all %s after; %d of %d finished",
+		fmt.Sprintf("%d streams dropped mid-way by their clients; after the warm-up, %s; %d streams open: RSS %s (%s before), %d goroutines (%d before), back to %d %s after they ended (idle upstream connections close after 90 s), RSS %s then; %d of %d finished",
 			dropped.Load(), strings.Join(figures, "; "), streams, mib(held.rss), mib(baseline.rss), held.goroutines, baseline.goroutines,
-			rest.goroutines-2*max(0, rest.fds-baseline.fds), restAfter.Round(time.Second), back.goroutines, backAfter.Round(time.Second), finished.Load(), streams)))
+			back.goroutines, backAfter.Round(time.Second), mib(back.rss), finished.Load(), streams)))
 
 	if tl.failed != 0 || tl.cut != 0 || tl.refused != 0 || tl.short != 0 || tl.ok == 0 || tl.complete == 0 || dropped.Load() == 0 {
 		t.Errorf("the soak's clients saw failures: %s", tl)
