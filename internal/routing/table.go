@@ -468,6 +468,12 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 	if prev != nil {
 		if old, ok := prev.providers[key]; ok && old.URL.String() == u.String() {
 			p.Health = old.Health
+			if p.Ready && !old.Ready {
+				// Its probe succeeded again: that ends an ejection by the gateway's own
+				// failures too (Envoy's successful_active_health_check_uneject_host), or a
+				// provider back from the dead would wait out a cool-down of up to two minutes.
+				p.Health.Succeeded()
+			}
 		}
 	}
 	if p.Health == nil {

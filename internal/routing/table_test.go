@@ -145,6 +145,35 @@ func TestHealthCarriesOverWhileTheURLStaysTheSame(t *testing.T) {
 	}
 }
 
+// A provider ejected by the gateway that its probes then turn NotReady and Ready again is back
+// in rotation at once; one that stays Ready keeps its cool-down.
+func TestReadyAgainEndsAnEjection(t *testing.T) {
+	now := time.Now()
+	policy := Policy{}.WithDefaults()
+	first, _ := New(testSpec(), nil)
+	p1, _ := first.Provider("team", "nim-a")
+	for range policy.EjectAfter + 3 {
+		p1.Health.Failed(now, 0, policy)
+	}
+	if !p1.Health.Ejected(now) {
+		t.Fatal("not ejected")
+	}
+	second, _ := New(testSpec(), first)
+	if p2, _ := second.Provider("team", "nim-a"); !p2.Health.Ejected(now) {
+		t.Error("a rebuild with the provider still Ready ended its ejection")
+	}
+	spec := testSpec()
+	spec.Providers[0].Ready = false
+	third, _ := New(spec, second)
+	if p3, _ := third.Provider("team", "nim-a"); !p3.Health.Ejected(now) {
+		t.Error("turning NotReady ended the ejection")
+	}
+	fourth, _ := New(testSpec(), third)
+	if p4, _ := fourth.Provider("team", "nim-a"); p4.Health.Ejected(now) || p4.Health.ConsecutiveFailures() != 0 {
+		t.Error("the provider is still ejected after its probe found it Ready again")
+	}
+}
+
 // entityOf builds an entity of the default balancing over providers of the given weights.
 func entityOf(t *testing.T, weights ...int) *Entity {
 	t.Helper()
