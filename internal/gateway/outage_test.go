@@ -141,7 +141,7 @@ func TestAllProvidersFailThenOneRecovers(t *testing.T) {
 	failed["failed after the recovery"] = failures
 	testutil.ReportChaos(t, testutil.ChaosRow{Scenario: "2. every provider of an entity fails (429 with and without Retry-After, 503, resets), then one recovers",
 		Sent: 2 * requests, Succeeded: statuses[http.StatusOK] + requests - failures, Failed: failed,
-		Figure: fmt.Sprintf("while all fail: the providers' own answers, %d of %d 429s with their Retry-After, %.2f upstream attempts per request (budget %d); after one of 4 recovers: %d requests failed before one reached it, %s after, none since",
+		Figure: fmt.Sprintf("while all fail: the providers' own answers, %d of %d 429s with their Retry-After, %.2f upstream attempts per request (budget %d); after one of 4 recovers: %d failed before one reached it, %s after, none since",
 			withRetryAfter, statuses[http.StatusTooManyRequests], float64(attempts)/float64(requests), gateway.DefaultMaxAttempts, failures, resumed.Round(time.Microsecond))})
 	if budget := gateway.DefaultMaxAttempts; firstOK < 0 || firstOK >= (len(ups)+budget-1)/budget {
 		t.Errorf("the first request to succeed after the recovery was number %d; want one of the first %d", firstOK, (len(ups)+budget-1)/budget)

@@ -317,7 +317,7 @@ spec: {servedModelName: ` + served + `, retryOn: [Reset]}
 	wg.Wait()
 	t.Log(tl)
 	testutil.ReportChaos(t, tl.row("1. a provider of three killed (SIGKILL) and restarted",
-		fmt.Sprintf("%d streams it was sending cut with an error, 0 silently short; traffic back to it %s after it restarted (probe interval 2s)",
+		fmt.Sprintf("streams it was sending: %d cut with an error the SDK reports, 0 silently short; traffic back to it %s after it restarted (probeInterval 2s)",
 			tl.cut, returned.Round(100*time.Millisecond))))
 
 	if tl.failed != 0 || tl.refused != 0 || tl.short != 0 {
