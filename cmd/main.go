@@ -76,6 +76,7 @@ type options struct {
 	gatewayHeaderTimeout    time.Duration
 	gatewayIdleTimeout      time.Duration
 	gatewayMaxHeaderBytes   int
+	gatewayAccessLog        bool
 	gatewayShutdown         time.Duration
 	gatewayShutdownDelay    time.Duration
 	gatewayTimeouts         routing.Timeouts
@@ -127,6 +128,7 @@ account or ~/.kube/config, in that order.`,
 	f.DurationVar(&o.gatewayHeaderTimeout, "gateway-read-header-timeout", gateway.DefaultReadHeaderTimeout, "how long a client may take to send its request headers; a slower one's connection is closed")
 	f.DurationVar(&o.gatewayIdleTimeout, "gateway-idle-timeout", gateway.DefaultIdleTimeout, "how long a kept-alive client connection may wait for its next request before the gateway closes it")
 	f.IntVar(&o.gatewayMaxHeaderBytes, "gateway-max-header-bytes", gateway.DefaultMaxHeaderBytes, "largest request headers the gateway accepts; larger ones get 431")
+	f.BoolVar(&o.gatewayAccessLog, "gateway-access-log", false, "log one line per gateway request: request ID, workspace, entity, provider, attempts, status, duration, time to first token, tokens and the caller's user name; never keys, tokens or bodies")
 	f.DurationVar(&o.gatewayShutdownDelay, "gateway-shutdown-delay", 0, "how long the gateway keeps accepting requests after SIGTERM, while endpoints and load balancers stop sending traffic to it")
 	f.DurationVar(&o.gatewayShutdown, "gateway-shutdown-timeout", 30*time.Second, "how long requests in flight (streams included) may finish at shutdown, after the delay")
 	f.DurationVar(&o.gatewayTimeouts.Connect, "gateway-connect-timeout", gateway.DefaultTimeouts.Connect, "default upstream connect timeout, for providers that set none")
@@ -265,6 +267,7 @@ func run(ctx context.Context, o options) error {
 		Gatherer:            ctrlmetrics.Registry,
 		Access:              checker,
 		Log:                 log.WithName("gateway"),
+		AccessLog:           o.gatewayAccessLog,
 	})
 	if err != nil {
 		return err

@@ -107,6 +107,7 @@ func TestAccessControl(t *testing.T) {
 	sim := provider("team-a", "sim", up.srv.URL)
 	sim.AuthHeader, sim.AuthValue = "Authorization", "Bearer sk-upstream"
 	const allowTTL = 2 * time.Second
+	var logs accessLines
 	authMetrics := prometheus.NewRegistry()
 	checker, err := access.New(c.env.Config, access.Options{AllowCacheTTL: allowTTL, DenyCacheTTL: 500 * time.Millisecond, Registerer: authMetrics})
 	if err != nil {
@@ -120,7 +121,7 @@ func TestAccessControl(t *testing.T) {
 			entity("team-a", "everywhere", backend("system", "shared", served)),
 			entity("team-b", "llama", backend("team-b", "sim", served)),
 		},
-	}, gateway.Options{Access: checker})
+	}, gateway.Options{Access: checker, Log: logs.logger(), AccessLog: true})
 
 	chatBody := func(model string) string {
 		return `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
@@ -229,9 +230,14 @@ func TestAccessControl(t *testing.T) {
 
 	t.Run("the OpenAI Go SDK with a token as api_key, streaming included; the token never reaches the upstream", func(t *testing.T) {
 		client := openai.NewClient(option.WithBaseURL(g.base("team-a")+"/openai/-/v1/"), option.WithAPIKey(user), option.WithMaxRetries(0))
-		resp, err := client.Chat.Completions.New(ctxTimeout(t, 10*time.Second), chatParams("team-a/llama"))
+		var httpResp *http.Response
+		resp, err := client.Chat.Completions.New(ctxTimeout(t, 10*time.Second), chatParams("team-a/llama"), option.WithResponseInto(&httpResp))
 		if err != nil || resp.Model != "team-a/llama" {
 			t.Fatalf("chat: %v %+v", err, resp)
+		}
+		// The access log names the caller, never its token.
+		if lines := logs.of(httpResp.Header.Get("X-Request-Id"), 5*time.Second); len(lines) != 1 || lines[0]["user"] != "system:serviceaccount:team-a:app" {
+			t.Errorf("access lines %v, want one with the caller's user name", lines)
 		}
 		stream := client.Chat.Completions.NewStreaming(ctxTimeout(t, 10*time.Second), chatParams("llama"))
 		n := 0
@@ -262,6 +268,12 @@ func TestAccessControl(t *testing.T) {
 		var apiErr *openai.Error
 		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized {
 			t.Errorf("a bad api_key: %v", err)
+		}
+		logs.mu.Lock()
+		raw := logs.raw.String()
+		logs.mu.Unlock()
+		if strings.Contains(raw, user) || strings.Contains(raw, "sk-wrong") || strings.Contains(raw, "sk-upstream") {
+			t.Error("a token or key is in the logs")
 		}
 	})
 

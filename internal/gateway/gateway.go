@@ -102,6 +102,10 @@ type Options struct {
 	Access Access
 	// Log receives upstream errors at V(1). Keys, tokens and bodies are never logged.
 	Log logr.Logger
+	// AccessLog writes a line per request to Log, named "access", at info level: request ID,
+	// workspace, entity, provider, attempts, status, duration, time to the first event of a
+	// stream, tokens in and out, and the caller's user name when Access is set.
+	AccessLog bool
 	// Now is the clock of ejections, cool-downs and durations. Default time.Now; tests move it.
 	Now func() time.Time
 }
@@ -118,6 +122,7 @@ type Gateway struct {
 	hop        []string     // the egress.HopHeader value of a request that arrived without one
 	transports sync.Map     // transportKey → *http.Transport
 	log        logr.Logger
+	access     logr.Logger // the access log; set only with Options.AccessLog
 }
 
 // New returns a gateway.
@@ -153,6 +158,9 @@ func New(opts Options) (*Gateway, error) {
 		opts.ID = egress.GatewayID(newRequestID())
 	}
 	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, buffers: budget{limit: opts.BufferBytes}}
+	if opts.AccessLog {
+		g.access = opts.Log.WithName("access")
+	}
 	if opts.Gatherer != nil {
 		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 	}
@@ -207,6 +215,7 @@ type proxyRequest struct {
 	began    bool       // current.Health.Begin without End
 	prefix   uint64     // key of the prompt prefix, for CacheAware (0: none)
 	head     firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
+	attempts int        // upstream attempts made
 
 	status int
 	ttfb   time.Duration
@@ -249,6 +258,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		requestID = newRequestID()
 	}
 	w.Header()["X-Request-Id"] = []string{requestID}
+	if g.opts.AccessLog {
+		r = withStart(r, g.opts.Now())
+	}
 	if hops := r.Header[egress.HopHeader]; len(hops) > 0 && egress.Looped(hops, g.opts.ID) {
 		g.failUnrouted(w, r, errLoopDetected())
 		return
@@ -339,12 +351,18 @@ func (g *Gateway) writeJSON(w http.ResponseWriter, r *http.Request, rt route, ws
 		_, _ = w.Write(body)
 	}
 	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), "200").Inc()
+	if g.opts.AccessLog {
+		g.logAccess(r, time.Time{}, accessEntry{requestID: w.Header().Get("X-Request-Id"), workspace: rt.workspace, status: http.StatusOK})
+	}
 }
 
 // fail answers an error the gateway decided itself and counts it.
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt route, ws string, e *apiError) {
 	writeError(w, e)
 	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), codeLabel(e.status)).Inc()
+	if g.opts.AccessLog {
+		g.logAccess(r, time.Time{}, accessEntry{requestID: w.Header().Get("X-Request-Id"), workspace: rt.workspace, status: e.status})
+	}
 }
 
 // failUnrouted answers an error decided before routing, such as 401, and counts it by the
@@ -385,6 +403,9 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		}
 		writeError(w, e)
 		g.metrics.requests.WithLabelValues(ws, entityLabel, "", rt.kind.String(), codeLabel(e.status)).Inc()
+		if g.opts.AccessLog {
+			g.logAccess(r, pr.start, accessEntry{requestID: requestID, workspace: rt.workspace, entity: entityLabel, status: e.status})
+		}
 		return
 	}
 	defer g.finish(pr)
@@ -631,6 +652,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			req = &r2
 		}
 		g.prepare(req, pr, p, served)
+		pr.attempts++
 		p.Health.Begin()
 		pr.began, pr.sent = true, now
 		resp, err := g.transportFor(pr.timeouts).RoundTrip(req)
@@ -946,6 +968,14 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	if pr.usage.seen && entity != "" {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
 		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))
+	}
+	if g.opts.AccessLog {
+		var ttft time.Duration
+		if !pr.firstEvent.IsZero() {
+			ttft = pr.firstEvent.Sub(pr.start)
+		}
+		g.logAccess(pr.in, pr.start, accessEntry{requestID: pr.requestID, workspace: pr.rt.workspace, entity: entity, provider: provider,
+			status: status, attempts: pr.attempts, ttft: ttft, usage: &pr.usage})
 	}
 }
 

@@ -262,7 +262,7 @@ func TestChartAllOptions(t *testing.T) {
 	for _, arg := range []string{
 		"--system-workspace=shared-models", "--log-level=2", "--log-format=console",
 		"--gateway-max-body-bytes=67108864", "--gateway-max-attempts=5", "--gateway-buffer-bytes=268435456", "--gateway-body-read-timeout=2m", "--gateway-connect-timeout=2s",
-		"--gateway-read-header-timeout=5s", "--gateway-idle-timeout=90s", "--gateway-max-header-bytes=65536",
+		"--gateway-read-header-timeout=5s", "--gateway-idle-timeout=90s", "--gateway-max-header-bytes=65536", "--gateway-access-log",
 		"--gateway-response-header-timeout=10m", "--gateway-stream-idle-timeout=90s",
 		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
 		"--gateway-auth=kubernetes", "--gateway-auth-audiences=infergate,inference.example.com", "--gateway-auth-token-cache-ttl=2m",
