@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
@@ -58,6 +59,7 @@ import (
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/snapshot"
+	"github.com/infergate/infergate/internal/tracing"
 )
 
 // Leader election needs a Lease in the manager's namespace, and events are recorded there.
@@ -250,6 +252,23 @@ func run(ctx context.Context, o options) error {
 		setupLog.Info("the gateway authenticates no one (--gateway-auth=none): whoever reaches it may call every model and provider with their keys")
 	}
 
+	// Traces, when the OTEL_* environment variables configure an OTLP endpoint.
+	otel.SetLogger(log.WithName("otel"))
+	tracerProvider, stopTracing, err := tracing.FromEnv(ctx)
+	if err != nil {
+		return err
+	}
+	if tracerProvider != nil {
+		defer func() {
+			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := stopTracing(flush); err != nil {
+				setupLog.Error(err, "flush the last spans")
+			}
+		}()
+		setupLog.Info("tracing gateway requests to the OTLP endpoint of the OTEL_* environment variables")
+	}
+
 	// Every replica of this installation marks what it sends upstream with the same id, so that
 	// a Provider leading back to the gateway is a loop at the second hop, whichever replica.
 	gatewayID := egress.GatewayID(cmp.Or(os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace), o.leaderElectionID)
@@ -268,6 +287,7 @@ func run(ctx context.Context, o options) error {
 		Access:              checker,
 		Log:                 log.WithName("gateway"),
 		AccessLog:           o.gatewayAccessLog,
+		TracerProvider:      tracerProvider,
 	})
 	if err != nil {
 		return err

@@ -17,10 +17,14 @@ limitations under the License.
 package gateway_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/gateway"
@@ -40,7 +44,7 @@ func BenchmarkDirectChat(b *testing.B) {
 
 func BenchmarkGatewayChat(b *testing.B) {
 	up := simulatorServer(b)
-	g := benchGateway(b, up)
+	g := benchGateway(b, up, gateway.Options{})
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
 }
 
@@ -64,7 +68,7 @@ rules:
 		b.Fatal(err)
 	}
 	up := simulatorServer(b)
-	g := benchGateway(b, up, checker)
+	g := benchGateway(b, up, gateway.Options{Access: checker})
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`,
 		"Bearer "+token)
 }
@@ -76,8 +80,28 @@ func BenchmarkDirectChatStream(b *testing.B) {
 
 func BenchmarkGatewayChatStream(b *testing.B) {
 	up := simulatorServer(b)
-	g := benchGateway(b, up)
+	g := benchGateway(b, up, gateway.Options{})
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+// BenchmarkGatewayChatTraced and BenchmarkGatewayChatStreamTraced are the two above with
+// tracing on, every request sampled, to an exporter that drops the spans: compare them.
+func BenchmarkGatewayChatTraced(b *testing.B) {
+	up := simulatorServer(b)
+	g := benchGateway(b, up, gateway.Options{TracerProvider: tracedProvider(b)})
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func BenchmarkGatewayChatStreamTraced(b *testing.B) {
+	up := simulatorServer(b)
+	g := benchGateway(b, up, gateway.Options{TracerProvider: tracedProvider(b)})
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","stream":true,"messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+func tracedProvider(b *testing.B) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
 }
 
 func simulatorServer(b *testing.B) string {
@@ -86,17 +110,14 @@ func simulatorServer(b *testing.B) string {
 	return srv.URL
 }
 
-func benchGateway(b *testing.B, upstreamURL string, checker ...gateway.Access) string {
+func benchGateway(b *testing.B, upstreamURL string, opts gateway.Options) string {
 	store := routing.NewStore()
 	table, _ := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: upstreamURL, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k"}},
 		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
 	}, nil)
 	store.Swap(table)
-	opts := gateway.Options{Store: store, AllowLocalUpstreams: true}
-	if len(checker) > 0 {
-		opts.Access = checker[0]
-	}
+	opts.Store, opts.AllowLocalUpstreams = store, true
 	g, err := gateway.New(opts)
 	if err != nil {
 		b.Fatal(err)

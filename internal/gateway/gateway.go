@@ -41,6 +41,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/jsonfield"
@@ -106,6 +107,9 @@ type Options struct {
 	// workspace, entity, provider, attempts, status, duration, time to the first event of a
 	// stream, tokens in and out, and the caller's user name when Access is set.
 	AccessLog bool
+	// TracerProvider, when set, traces proxied requests and their upstream attempts (see
+	// trace.go); nil costs nothing.
+	TracerProvider trace.TracerProvider
 	// Now is the clock of ejections, cool-downs and durations. Default time.Now; tests move it.
 	Now func() time.Time
 }
@@ -122,7 +126,8 @@ type Gateway struct {
 	hop        []string     // the egress.HopHeader value of a request that arrived without one
 	transports sync.Map     // transportKey → *http.Transport
 	log        logr.Logger
-	access     logr.Logger // the access log; set only with Options.AccessLog
+	access     logr.Logger  // the access log; set only with Options.AccessLog
+	tracer     trace.Tracer // nil unless Options.TracerProvider is set
 }
 
 // New returns a gateway.
@@ -160,6 +165,9 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, buffers: budget{limit: opts.BufferBytes}}
 	if opts.AccessLog {
 		g.access = opts.Log.WithName("access")
+	}
+	if opts.TracerProvider != nil {
+		g.tracer = opts.TracerProvider.Tracer("github.com/infergate/infergate/internal/gateway")
 	}
 	if opts.Gatherer != nil {
 		g.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
@@ -216,6 +224,8 @@ type proxyRequest struct {
 	prefix   uint64     // key of the prompt prefix, for CacheAware (0: none)
 	head     firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
 	attempts int        // upstream attempts made
+
+	span, attemptSpan trace.Span // the request's and the current attempt's, when tracing
 
 	status int
 	ttfb   time.Duration
@@ -386,7 +396,11 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if !table.HasWorkspace(ws) {
 		ws = ""
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
+	base := r.Context()
+	if g.tracer != nil {
+		base = g.startRequestSpan(pr, r)
+	}
+	ctx, cancel := context.WithCancelCause(base)
 	pr.ctx, pr.cancel = context.WithValue(ctx, proxyRequestKey{}, pr), cancel
 	defer cancel(nil)
 	// The gateway reads the body, and proxies, through a copy of r whose body has the gateway's
@@ -406,7 +420,14 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		if g.opts.AccessLog {
 			g.logAccess(r, pr.start, accessEntry{requestID: requestID, workspace: rt.workspace, entity: entityLabel, status: e.status})
 		}
+		if pr.span != nil {
+			pr.nameRequestSpan()
+			pr.endRequestSpan(e.status)
+		}
 		return
+	}
+	if pr.span != nil {
+		pr.nameRequestSpan()
 	}
 	defer g.finish(pr)
 	g.proxy.ServeHTTP(w, pr.out)
@@ -653,6 +674,9 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		g.prepare(req, pr, p, served)
 		pr.attempts++
+		if g.tracer != nil {
+			g.startAttempt(pr, req, p, served)
+		}
 		p.Health.Begin()
 		pr.began, pr.sent = true, now
 		resp, err := g.transportFor(pr.timeouts).RoundTrip(req)
@@ -691,6 +715,13 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 				p.Health.Succeeded()
 			}
 			return resp, nil
+		}
+		if pr.attemptSpan != nil {
+			code := 0
+			if resp != nil {
+				code = resp.StatusCode
+			}
+			pr.endAttempt(reason, code)
 		}
 		if d := p.Health.Failed(now, retryAfter, g.opts.Policy); d > 0 {
 			g.metrics.ejections.WithLabelValues(p.Workspace, p.Name).Inc()
@@ -968,6 +999,16 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	if pr.usage.seen && entity != "" {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
 		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))
+	}
+	if pr.attemptSpan != nil {
+		reason := ""
+		if status >= 500 || status == 499 {
+			reason = codeLabel(status)
+		}
+		pr.endAttempt(reason, pr.status)
+	}
+	if pr.span != nil {
+		pr.endRequestSpan(status)
 	}
 	if g.opts.AccessLog {
 		var ttft time.Duration
