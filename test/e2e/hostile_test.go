@@ -52,19 +52,7 @@ func TestSlowAndHostileClients(t *testing.T) {
 	c := startCluster(t, "--log-level", "info",
 		"--gateway-read-header-timeout", headerTimeout.String(), "--gateway-body-read-timeout", bodyTimeout.String(),
 		"--gateway-max-header-bytes", fmt.Sprint(maxHeader), "--gateway-max-body-bytes", fmt.Sprint(maxBody))
-	sim := startSimProcess(t, buildSimulator(t, c.dir), "sim")
-	c.apply(`
-apiVersion: inference.infergate.dev/v1alpha1
-kind: Provider
-metadata: {name: sim, namespace: team}
-spec: {url: "` + sim.url() + `"}
----
-apiVersion: inference.infergate.dev/v1alpha1
-kind: ModelEntity
-metadata: {name: llama, namespace: team}
-spec: {servedModelName: ` + served + `}
-`)
-	c.routableOn(30*time.Second, "team", "llama", c.manager)
+	c.serveLlama([]string{"sim"}, "", "")
 	gw := strings.TrimPrefix(c.gateway, "http://")
 	chatPath := "/apis/inference-gateway/v2/workspaces/team/openai/-/v1/chat/completions"
 

@@ -40,24 +40,7 @@ import (
 // they end the goroutines come back to where they were.
 func TestSoak(t *testing.T) {
 	c := startCluster(t, "--log-level", "info")
-	bin := buildSimulator(t, c.dir)
-	sims := []*simProcess{startSimProcess(t, bin, "sim-a"), startSimProcess(t, bin, "sim-b")}
-	manifest := ""
-	for _, s := range sims {
-		manifest += `
-apiVersion: inference.infergate.dev/v1alpha1
-kind: Provider
-metadata: {name: ` + s.name + `, namespace: team}
-spec: {url: "` + s.url() + `"}
----`
-	}
-	c.apply(manifest + `
-apiVersion: inference.infergate.dev/v1alpha1
-kind: ModelEntity
-metadata: {name: llama, namespace: team}
-spec: {servedModelName: ` + served + `}
-`)
-	c.routableOn(30*time.Second, "team", "llama", c.manager)
+	c.serveLlama([]string{"sim-a", "sim-b"}, "", "")
 
 	var (
 		duration = testutil.ChaosSize(20*time.Second, 10*time.Minute)
