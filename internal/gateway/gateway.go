@@ -360,18 +360,21 @@ func (g *Gateway) writeJSON(w http.ResponseWriter, r *http.Request, rt route, ws
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
-	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), "200").Inc()
-	if g.opts.AccessLog {
-		g.logAccess(r, time.Time{}, accessEntry{requestID: w.Header().Get("X-Request-Id"), workspace: rt.workspace, status: http.StatusOK})
-	}
+	g.answered(w, r, rt, ws, "", http.StatusOK, time.Time{})
 }
 
 // fail answers an error the gateway decided itself and counts it.
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt route, ws string, e *apiError) {
 	writeError(w, e)
-	g.metrics.requests.WithLabelValues(ws, "", "", rt.kind.String(), codeLabel(e.status)).Inc()
+	g.answered(w, r, rt, ws, "", e.status, time.Time{})
+}
+
+// answered counts a request the gateway answered itself, without an upstream, and writes its
+// access line; start is when it arrived, zero for the time ServeHTTP recorded.
+func (g *Gateway) answered(w http.ResponseWriter, r *http.Request, rt route, ws, entity string, status int, start time.Time) {
+	g.metrics.requests.WithLabelValues(ws, entity, "", rt.kind.String(), codeLabel(status)).Inc()
 	if g.opts.AccessLog {
-		g.logAccess(r, time.Time{}, accessEntry{requestID: w.Header().Get("X-Request-Id"), workspace: rt.workspace, status: e.status})
+		g.logAccess(r, start, accessEntry{requestID: w.Header().Get("X-Request-Id"), workspace: rt.workspace, entity: entity, status: status})
 	}
 }
 
@@ -416,10 +419,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 			entityLabel = pr.entity.Name
 		}
 		writeError(w, e)
-		g.metrics.requests.WithLabelValues(ws, entityLabel, "", rt.kind.String(), codeLabel(e.status)).Inc()
-		if g.opts.AccessLog {
-			g.logAccess(r, pr.start, accessEntry{requestID: requestID, workspace: rt.workspace, entity: entityLabel, status: e.status})
-		}
+		g.answered(w, r, rt, ws, entityLabel, e.status, pr.start)
 		if pr.span != nil {
 			pr.nameRequestSpan()
 			pr.endRequestSpan(e.status)
