@@ -109,7 +109,8 @@ func TestManagerBinary(t *testing.T) {
 		if err := k8s.Create(context.Background(), ns); err != nil {
 			t.Fatal(err)
 		}
-		probe, metrics, gw := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+		addrs := testutil.FreeAddrs(t, 3)
+		probe, metrics, gw := addrs[0], addrs[1], addrs[2]
 		var logs testutil.SyncBuffer
 		cmd := exec.Command(bin, "--kubeconfig", kubeconfig,
 			"--health-probe-bind-address", probe, "--metrics-bind-address", metrics, "--gateway-bind-address", gw,

@@ -278,9 +278,10 @@ type quickstart struct {
 // startQuickstart runs the quickstart with free addresses and its state in dir.
 func startQuickstart(t *testing.T, bin, assets, dir string) *quickstart {
 	t.Helper()
-	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1), metrics: testutil.FreeAddr(t)}
-	q.cmd = exec.Command(bin, "--dir", dir, "--gateway-address", testutil.FreeAddr(t), "--simulator-address", testutil.FreeAddr(t),
-		"--probe-address", testutil.FreeAddr(t), "--metrics-address", q.metrics)
+	addrs := testutil.FreeAddrs(t, 4)
+	q := &quickstart{stderr: &testutil.SyncBuffer{}, ready: make(chan struct{}), exited: make(chan error, 1), metrics: addrs[3]}
+	q.cmd = exec.Command(bin, "--dir", dir, "--gateway-address", addrs[0], "--simulator-address", addrs[1],
+		"--probe-address", addrs[2], "--metrics-address", q.metrics)
 	q.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets, "INFERGATE_CLI_CONFIG="+cliConfigOf(dir))
 	// Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
 	q.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -35,12 +35,24 @@ import (
 // must be told its address before it starts.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return FreeAddrs(t, 1)[0]
+}
+
+// FreeAddrs returns n loopback addresses whose ports were free a moment ago, all different:
+// the ports are held together before they are let go, so that the system cannot hand the
+// same one out twice, as n calls of FreeAddr may.
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // SyncBuffer is a bytes.Buffer that a process writes to while the test reads it.

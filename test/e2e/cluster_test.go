@@ -141,7 +141,8 @@ func startCluster(t *testing.T, managerArgs ...string) *cluster {
 func (c *cluster) startManager(args ...string) *manager {
 	t := c.t
 	t.Helper()
-	gw, probe, metrics := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	addrs := testutil.FreeAddrs(t, 3)
+	gw, probe, metrics := addrs[0], addrs[1], addrs[2]
 	m := &manager{gateway: "http://" + gw, metrics: "http://" + metrics, logs: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	args = append([]string{"--kubeconfig", c.managerKubeconfig, "--gateway-bind-address", gw, "--health-probe-bind-address", probe,
 		"--metrics-bind-address", metrics, "--system-workspace", "system", "--log-format", "console", "--log-level", "debug",
