@@ -159,6 +159,19 @@ func TestManagerBinary(t *testing.T) {
 			var lease coordinationv1.Lease
 			return k8s.Get(context.Background(), client.ObjectKey{Namespace: "infergate-system", Name: "infergate.inference.infergate.dev"}, &lease)
 		})
+		// The elected replica says so on /metrics, as controller-runtime's managers did.
+		waitFor(t, 10*time.Second, func() error {
+			resp, err := http.Get("http://" + metrics + "/metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if want := `leader_election_master_status{name="infergate-system/infergate.inference.infergate.dev"} 1`; !strings.Contains(string(body), want) {
+				return fmt.Errorf("no %s on /metrics", want)
+			}
+			return nil
+		})
 
 		// Without --allow-local-upstreams, a Provider on a loopback address is never contacted,
 		// and its condition says why.
