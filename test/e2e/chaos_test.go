@@ -193,6 +193,37 @@ func (t *tally) failure(err error, cut bool) {
 	}
 }
 
+// call counts a non-streaming request that ended with err.
+func (t *tally) call(err error) {
+	t.add(func(t *tally) {
+		if err != nil {
+			t.failed++
+			t.failure(err, false)
+		} else {
+			t.ok++
+		}
+	})
+}
+
+// stream counts a stream that ended with err after got tokens, the last event saying finish;
+// a complete one has tokens tokens and finishes with stop.
+func (t *tally) stream(err error, got int, finish string, tokens int) {
+	t.add(func(t *tally) {
+		switch {
+		case err != nil && got == 0:
+			t.refused++
+			t.failure(err, false)
+		case err != nil:
+			t.cut++
+			t.failure(err, true)
+		case finish != "stop" || got != tokens:
+			t.short++
+		default:
+			t.complete++
+		}
+	})
+}
+
 // row is the tally as a line of the chaos report.
 func (t *tally) row(scenario, figure string) testutil.ChaosRow {
 	t.mu.Lock()
@@ -250,14 +281,7 @@ func load(ctx context.Context, c *openai.Client, workers, tokens int, tl *tally)
 				rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				if i%2 == 0 {
 					_, err := c.Chat.Completions.New(rctx, params)
-					tl.add(func(t *tally) {
-						if err != nil {
-							t.failed++
-							t.failure(err, false)
-						} else {
-							t.ok++
-						}
-					})
+					tl.call(err)
 					cancel()
 					continue
 				}
@@ -274,22 +298,8 @@ func load(ctx context.Context, c *openai.Client, workers, tokens int, tl *tally)
 						}
 					}
 				}
-				err := s.Err()
+				tl.stream(s.Err(), got, finish, tokens)
 				cancel()
-				tl.add(func(t *tally) {
-					switch {
-					case err != nil && got == 0:
-						t.refused++
-						t.failure(err, false)
-					case err != nil:
-						t.cut++
-						t.failure(err, true)
-					case finish != "stop" || got != tokens:
-						t.short++
-					default:
-						t.complete++
-					}
-				})
 			}
 		}()
 	}
@@ -531,17 +541,7 @@ spec: {servedModelName: ` + served + `}
 					}
 				}
 			}
-			streams.add(func(t *tally) {
-				switch {
-				case s.Err() != nil:
-					t.cut++
-					t.failure(s.Err(), got > 0)
-				case finish != "stop" || got != 40:
-					t.short++
-				default:
-					t.complete++
-				}
-			})
+			streams.stream(s.Err(), got, finish, 40)
 		}()
 	}
 	c.eventually(20*time.Second, func() error {

@@ -75,24 +75,10 @@ func TestSoak(t *testing.T) {
 				switch i % 4 {
 				case 0:
 					_, err := soak.Chat.Completions.New(rctx, params(i))
-					tl.add(func(t *tally) {
-						if err != nil {
-							t.failed++
-							t.failure(err, false)
-						} else {
-							t.ok++
-						}
-					})
+					tl.call(err)
 				case 1:
 					_, err := soak.Models.List(rctx)
-					tl.add(func(t *tally) {
-						if err != nil {
-							t.failed++
-							t.failure(err, false)
-						} else {
-							t.ok++
-						}
-					})
+					tl.call(err)
 				default:
 					s := soak.Chat.Completions.NewStreaming(rctx, params(i))
 					got, finish := 0, ""
@@ -115,17 +101,7 @@ func TestSoak(t *testing.T) {
 						dropped.Add(1)
 						break
 					}
-					tl.add(func(t *tally) {
-						switch {
-						case err != nil:
-							t.cut++
-							t.failure(err, got > 0)
-						case finish != "stop" || got != 20:
-							t.short++
-						default:
-							t.complete++
-						}
-					})
+					tl.stream(err, got, finish, 20)
 				}
 				cancel()
 			}
