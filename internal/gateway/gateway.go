@@ -216,14 +216,15 @@ type proxyRequest struct {
 	setModel   bool // write the served name into `model`
 	replayable bool // the body can be sent again on another attempt
 
-	tried    uint64
-	backend  *routing.Backend
-	current  *routing.Provider
-	timeouts routing.Timeouts
-	began    bool       // current.Health.Begin without End
-	prefix   uint64     // key of the prompt prefix, for CacheAware (0: none)
-	head     firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
-	attempts int        // upstream attempts made
+	tried     uint64
+	backend   *routing.Backend
+	current   *routing.Provider
+	timeouts  routing.Timeouts
+	began     bool       // current.Health.Begin without End
+	streaming bool       // current.Health.StreamBegin without StreamEnd
+	prefix    uint64     // key of the prompt prefix, for CacheAware (0: none)
+	head      firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
+	attempts  int        // upstream attempts made
 
 	span, attemptSpan trace.Span // the request's and the current attempt's, when tracing
 
@@ -851,6 +852,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 
 	if pr.entity == nil {
 		resp.Body = &rawBody{src: resp.Body, idle: idle}
+		if isSSE(resp.Header.Get("Content-Type")) {
+			pr.current.Health.StreamBegin()
+			pr.streaming = true
+		}
 		return nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
@@ -865,6 +870,8 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	switch {
 	case isSSE(ct):
 		resp.Body = newSSEBody(resp.Body, idle, pr)
+		pr.current.Health.StreamBegin()
+		pr.streaming = true
 	case isJSON(ct) && resp.Header.Get("Content-Encoding") == "":
 		return g.rewriteJSON(resp, pr, idle)
 	default:
@@ -975,6 +982,10 @@ func (g *Gateway) finish(pr *proxyRequest) {
 		pr.current.Health.End()
 		pr.began = false
 	}
+	if pr.streaming {
+		pr.current.Health.StreamEnd()
+		pr.streaming = false
+	}
 	if !pr.firstEvent.IsZero() {
 		pr.current.Health.ObserveStream(now, pr.firstEvent.Sub(pr.sent), pr.timePerToken(now))
 	}
@@ -995,6 +1006,9 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	m.duration.WithLabelValues(ws, entity, provider, route).Observe(now.Sub(pr.start).Seconds())
 	if pr.ttfb > 0 {
 		m.ttfb.WithLabelValues(ws, entity, provider, route).Observe(pr.ttfb.Seconds())
+	}
+	if !pr.firstEvent.IsZero() && entity != "" {
+		m.ttft.WithLabelValues(ws, entity, provider).Observe(pr.firstEvent.Sub(pr.start).Seconds())
 	}
 	if pr.usage.seen && entity != "" {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))

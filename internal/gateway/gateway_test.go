@@ -123,6 +123,9 @@ func TestStreamingChatArrivesChunkByChunk(t *testing.T) {
 				t.Fatal("the first chunk arrived only after the upstream finished")
 			default:
 			}
+			if open := counter(t, g.reg, "infergate_gateway_streams_open", map[string]string{"workspace": "team", "provider": "nim"}); open != 1 {
+				t.Errorf("streams open while one is: %v", open)
+			}
 			close(release)
 		}
 		if c.Model != "team/llama" {
@@ -146,6 +149,12 @@ func TestStreamingChatArrivesChunkByChunk(t *testing.T) {
 	})
 	if got := counter(t, g.reg, "infergate_gateway_prompt_tokens_total", map[string]string{"entity": "llama", "provider": "nim"}); got != 7 {
 		t.Errorf("prompt tokens %v, want 7", got)
+	}
+	if got := counter(t, g.reg, "infergate_gateway_time_to_first_token_seconds", map[string]string{"workspace": "team", "entity": "llama", "provider": "nim"}); got != 1 {
+		t.Errorf("time to first token observed %v times, want once", got)
+	}
+	if open := counter(t, g.reg, "infergate_gateway_streams_open", map[string]string{"provider": "nim"}); open != 0 {
+		t.Errorf("streams open after the stream: %v", open)
 	}
 }
 

@@ -31,6 +31,7 @@ type metrics struct {
 	requests         *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
 	ttfb             *prometheus.HistogramVec
+	ttft             *prometheus.HistogramVec
 	promptTokens     *prometheus.CounterVec
 	completionTokens *prometheus.CounterVec
 	retries          *prometheus.CounterVec
@@ -76,6 +77,11 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			Help:    "Time from the request's arrival to the upstream's response headers (for streams, about the time to the first token).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"workspace", "entity", "provider", "route"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "time_to_first_token_seconds",
+			Help:    "Time from the request's arrival to the first event of a model entity's event stream (OpenTelemetry's gen_ai.server.time_to_first_token, seen at the gateway).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10, 30, 60},
+		}, []string{"workspace", "entity", "provider"}),
 		promptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "prompt_tokens_total",
 			Help: "Prompt tokens reported in response usage, streams included.",
@@ -107,7 +113,7 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			m.picks[b][c] = picks.WithLabelValues(b.String(), choiceLabel(c))
 		}
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.promptTokens, m.completionTokens, m.retries, m.ejections, picks, &healthCollector{store: store, now: now}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, picks, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -146,6 +152,12 @@ var (
 		"Recent time to first token of streams through this replica (EWMA; absent without a sample in the last 30s).", []string{"workspace", "provider"}, nil)
 	tpotDesc = prometheus.NewDesc("infergate_gateway_provider_time_per_output_token_seconds",
 		"Recent time per output token of streams through this replica (EWMA; absent without a sample in the last 30s).", []string{"workspace", "provider"}, nil)
+	streamsDesc = prometheus.NewDesc("infergate_gateway_streams_open",
+		"Event streams from each provider being sent to clients now.", []string{"workspace", "provider"}, nil)
+	providerReadyDesc = prometheus.NewDesc("infergate_gateway_provider_ready",
+		"1 while a provider's Ready condition is True in the routing table (its last probe succeeded), else 0.", []string{"workspace", "provider"}, nil)
+	entityProvidersDesc = prometheus.NewDesc("infergate_gateway_entity_ready_providers",
+		"Ready providers each model entity routes to in the routing table; 0 means its requests get 503.", []string{"workspace", "entity"}, nil)
 	routableDesc = prometheus.NewDesc("infergate_gateway_routable_entities",
 		"Model entities with at least one ready provider in the current routing table.", nil, nil)
 )
@@ -158,7 +170,7 @@ type healthCollector struct {
 }
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{inFlightDesc, ejectedDesc, loadDesc, capacityDesc, ttftDesc, tpotDesc, routableDesc} {
+	for _, d := range []*prometheus.Desc{inFlightDesc, streamsDesc, ejectedDesc, providerReadyDesc, loadDesc, capacityDesc, ttftDesc, tpotDesc, entityProvidersDesc, routableDesc} {
 		ch <- d
 	}
 }
@@ -168,6 +180,12 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.now()
 	table.EachProvider(func(p *routing.Provider) {
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(p.Health.InFlight()), p.Workspace, p.Name)
+		ch <- prometheus.MustNewConstMetric(streamsDesc, prometheus.GaugeValue, float64(p.Health.Streams()), p.Workspace, p.Name)
+		ready := 0.0
+		if p.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(providerReadyDesc, prometheus.GaugeValue, ready, p.Workspace, p.Name)
 		ejected := 0.0
 		if p.Health.Ejected(now) {
 			ejected = 1
@@ -184,6 +202,9 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		if sig.TPOT > 0 {
 			ch <- prometheus.MustNewConstMetric(tpotDesc, prometheus.GaugeValue, sig.TPOT.Seconds(), p.Workspace, p.Name)
 		}
+	})
+	table.EachEntity(func(e *routing.Entity) {
+		ch <- prometheus.MustNewConstMetric(entityProvidersDesc, prometheus.GaugeValue, float64(len(e.Backends)), e.Workspace, e.Name)
 	})
 	ch <- prometheus.MustNewConstMetric(routableDesc, prometheus.GaugeValue, float64(table.Routable()))
 }

@@ -50,6 +50,7 @@ func (p Policy) WithDefaults() Policy {
 // concurrent use and takes no lock.
 type Health struct {
 	inflight     atomic.Int64
+	streams      atomic.Int64
 	failures     atomic.Int32
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected
 	lastFailure  atomic.Int64 // unix nanoseconds
@@ -64,6 +65,15 @@ func (h *Health) End() { h.inflight.Add(-1) }
 
 // InFlight returns the requests in flight.
 func (h *Health) InFlight() int64 { return h.inflight.Load() }
+
+// StreamBegin counts an event stream that starts reaching a client; StreamEnd one that is over.
+func (h *Health) StreamBegin() { h.streams.Add(1) }
+
+// StreamEnd counts an event stream that is over.
+func (h *Health) StreamEnd() { h.streams.Add(-1) }
+
+// Streams returns the event streams open.
+func (h *Health) Streams() int64 { return h.streams.Load() }
 
 // Succeeded clears the failure count and any ejection.
 func (h *Health) Succeeded() {

@@ -304,6 +304,13 @@ func (t *Table) EachProvider(fn func(*Provider)) {
 	}
 }
 
+// EachEntity calls fn for every entity, routable or not.
+func (t *Table) EachEntity(fn func(*Entity)) {
+	for _, e := range t.entities {
+		fn(e)
+	}
+}
+
 // Routable returns the number of entities with at least one ready provider.
 func (t *Table) Routable() int { return t.routable }
 

@@ -61,12 +61,13 @@ type Builder struct {
 	// Registerer receives the builder's metrics; nil skips them.
 	Registerer prometheus.Registerer
 
-	trigger  chan struct{}
-	mu       sync.Mutex
-	secrets  map[client.ObjectKey]bool // Secrets referenced by the last build
-	duration prometheus.Histogram
-	builds   prometheus.Counter
-	lastSize [2]int
+	trigger     chan struct{}
+	mu          sync.Mutex
+	secrets     map[client.ObjectKey]bool // Secrets referenced by the last build
+	duration    prometheus.Histogram
+	builds      prometheus.Counter
+	buildErrors prometheus.Counter
+	lastSize    [2]int
 }
 
 // NeedLeaderElection is false: every replica builds its own table.
@@ -121,6 +122,9 @@ func (b *Builder) Start(ctx context.Context) error {
 	}
 }
 
+// retryFailedBuild is how long after a failed build the builder tries again, changes or not.
+const retryFailedBuild = time.Second
+
 func (b *Builder) poke() {
 	select {
 	case b.trigger <- struct{}{}:
@@ -173,7 +177,11 @@ func (b *Builder) rebuild(ctx context.Context) {
 	spec, secrets, err := Build(ctx, b.Cache, b.SystemWorkspace, b.GrantsAvailable)
 	if err != nil {
 		// Keep serving the table we have.
-		b.Log.Error(err, "building the routing table failed; the previous table stays in use")
+		if b.buildErrors != nil {
+			b.buildErrors.Inc()
+		}
+		b.Log.Error(err, "building the routing table failed; the previous table stays in use", "retryIn", retryFailedBuild.String())
+		time.AfterFunc(retryFailedBuild, b.poke)
 		return
 	}
 	b.mu.Lock()
@@ -209,7 +217,19 @@ func (b *Builder) registerMetrics() error {
 		Namespace: "infergate", Subsystem: "routing", Name: "table_builds_total",
 		Help: "Routing tables built and swapped in.",
 	})
-	for _, c := range []prometheus.Collector{b.duration, b.builds} {
+	b.buildErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "infergate", Subsystem: "routing", Name: "table_build_errors_total",
+		Help: "Routing table builds that failed; the previous table stayed in use.",
+	})
+	entities := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "infergate", Subsystem: "routing", Name: "table_entities",
+		Help: "Model entities in the routing table in use, routable or not.",
+	}, func() float64 { n, _ := b.Store.Load().Len(); return float64(n) })
+	providers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "infergate", Subsystem: "routing", Name: "table_providers",
+		Help: "Providers in the routing table in use, ready or not.",
+	}, func() float64 { _, n := b.Store.Load().Len(); return float64(n) })
+	for _, c := range []prometheus.Collector{b.duration, b.builds, b.buildErrors, entities, providers} {
 		if err := b.Registerer.Register(c); err != nil {
 			return err
 		}

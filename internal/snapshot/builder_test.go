@@ -1,0 +1,111 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/snapshot"
+	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/testutil"
+)
+
+// failingCache is the informer cache of a real API server whose reads of ModelEntities fail
+// while fail is above zero: no object of the API server makes a read from the cache fail.
+type failingCache struct {
+	cache.Cache
+	fail atomic.Int32
+}
+
+func (c *failingCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*inferencev1alpha1.ModelEntityList); ok && c.fail.Add(-1) >= 0 {
+		return errors.New("injected failure")
+	}
+	return c.Cache.List(ctx, list, opts...)
+}
+
+// A build that fails is counted and retried without waiting for a change, and the table in
+// use stays until a build succeeds.
+func TestFailedBuildIsRetried(t *testing.T) {
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &inferencev1alpha1.ModelEntity{ObjectMeta: metav1.ObjectMeta{Name: "llama", Namespace: "team"},
+		Spec: inferencev1alpha1.ModelEntitySpec{ServedModelName: "meta/llama-3.1-8b-instruct"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	informers, err := cache.New(env.Config, cache.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	failing := &failingCache{Cache: informers}
+	failing.fail.Store(2)
+	store := routing.NewStore()
+	reg := prometheus.NewRegistry()
+	b := &snapshot.Builder{Cache: failing, Store: store, SystemWorkspace: "system", Log: logr.Discard(), Registerer: reg}
+	go func() { _ = b.Start(ctx) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := store.Load().Entity("team", "llama"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the entity never reached the routing table: the failed builds were not retried")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for name, want := range map[string]float64{
+		"infergate_routing_table_build_errors_total": 2,
+		"infergate_routing_table_entities":           1,
+		"infergate_routing_table_providers":          0,
+	} {
+		if got := testutil.MetricSum(t, reg, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	// The informers' first events may have asked for a build of their own meanwhile.
+	if got := testutil.MetricSum(t, reg, "infergate_routing_table_builds_total", nil); got < 1 {
+		t.Errorf("infergate_routing_table_builds_total = %v, want a build at least", got)
+	}
+}
