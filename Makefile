@@ -9,6 +9,9 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 HELM_VERSION ?= v3.22.0
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+# promtool unit-tests the alerts; the version is that of the Prometheus 3 module.
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
 # helm's release build flags: its version, and the Kubernetes version it assumes without a cluster.
 HELM_LDFLAGS = -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
@@ -46,6 +49,7 @@ quickstart: ## Run infergate locally with no cluster: API server, simulator, man
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
 	cp config/crd/bases/*.yaml charts/infergate/crds/
+	cp config/grafana/infergate-dashboard.json config/prometheus/prometheusrule.yaml charts/infergate/files/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -62,8 +66,8 @@ vet: ## Run go vet.
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are stale, code is not gofmt-clean or go vet complains.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	@git diff --exit-code -- api config charts/infergate/crds || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- api config charts/infergate/crds)" || { echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config charts/infergate/crds; exit 1; }
+	@git diff --exit-code -- api config charts/infergate/crds charts/infergate/files || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- api config charts/infergate/crds charts/infergate/files)" || { echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config charts/infergate/crds charts/infergate/files; exit 1; }
 	go vet ./...
 
 .PHONY: envtest-assets
@@ -71,8 +75,8 @@ envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (first tim
 	@hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
-test: manifests generate vet envtest-assets $(HELM) ## Run unit and envtest suites against a real kube-apiserver.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./...
+test: manifests generate vet envtest-assets $(HELM) $(PROMTOOL) ## Run unit and envtest suites against a real kube-apiserver.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build
 
@@ -184,3 +188,7 @@ $(CONTROLLER_GEN): | $(LOCALBIN)
 $(HELM): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
+
+$(PROMTOOL): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) GOFLAGS= go install -ldflags "-s -w" github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(LOCALBIN)/promtool $(PROMTOOL)

@@ -23,7 +23,7 @@ import (
 
 // TestManifestsAreAccepted dry-runs every object that the chart and config/default produce
 // against a real API server, which checks them against the built-in schemas, the infergate,
-// Gateway API and ServiceMonitor CRDs and their CEL rules.
+// Gateway API, ServiceMonitor and PrometheusRule CRDs and their CEL rules.
 func TestManifestsAreAccepted(t *testing.T) {
 	c := apiServer(t)
 	tests := []struct {
@@ -36,6 +36,8 @@ func TestManifestsAreAccepted(t *testing.T) {
 			return helmTemplateRelease(t, longReleaseName, "--values", allOptionsValues, "--set", "fullnameOverride=")
 		}},
 		{"kustomize config/default", func(t *testing.T) []byte { return kustomize(t, kustomizeDefault) }},
+		{"kustomize config/prometheus", func(t *testing.T) []byte { return kustomize(t, "config/prometheus") }},
+		{"kustomize config/grafana", func(t *testing.T) []byte { return kustomize(t, "config/grafana") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -517,7 +517,8 @@ func TestChartObjectNames(t *testing.T) {
 // named by values (the system workspace, its Provider, serviceAccount.name).
 var namedByChart = map[string]bool{
 	"Deployment": true, "Service": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
-	"PodDisruptionBudget": true, "HorizontalPodAutoscaler": true, "HTTPRoute": true, "ServiceMonitor": true,
+	"PodDisruptionBudget": true, "HorizontalPodAutoscaler": true, "HTTPRoute": true, "ServiceMonitor": true, "PrometheusRule": true,
+	"ConfigMap": true,
 }
 
 func checkNames(t *testing.T, objs []*unstructured.Unstructured, prefix string) {

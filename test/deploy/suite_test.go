@@ -49,12 +49,17 @@ import (
 const (
 	// helmVersion is the helm that the tests install when $HELM is not set.
 	helmVersion = "v3.22.0"
+	// promtoolVersion is the Prometheus whose promtool tests the alerts when $PROMTOOL is not
+	// set: the module version of Prometheus 3.x, as in the Makefile.
+	promtoolVersion = "v0.316.0"
 	// kubeVersion is what `helm template` assumes: the version of the envtest API server.
 	kubeVersion = "v1.37.2"
-	// serviceMonitorModule holds the Prometheus Operator's ServiceMonitor CRD. It is downloaded
-	// from the module proxy by the tests; it is not a dependency of the module.
-	serviceMonitorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
-	serviceMonitorCRD    = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+	// prometheusOperatorModule holds the Prometheus Operator's ServiceMonitor and PrometheusRule
+	// CRDs. It is downloaded from the module proxy by the tests; it is not a dependency of the
+	// module.
+	prometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+	serviceMonitorCRD        = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+	prometheusRuleCRD        = "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
 
 	chartDir          = "charts/infergate"
 	allOptionsValues  = "charts/infergate/ci/all-options-values.yaml"
@@ -98,7 +103,7 @@ var (
 )
 
 // apiServer returns the package's API server, with the infergate, Gateway API and
-// ServiceMonitor CRDs installed, starting it on first use.
+// Prometheus Operator CRDs installed, starting it on first use.
 func apiServer(t *testing.T) *cluster {
 	t.Helper()
 	clusterOnce.Do(func() {
@@ -123,7 +128,7 @@ func startCluster() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	monitors, err := downloadServiceMonitorCRD()
+	monitoring, err := downloadPrometheusOperatorCRDs()
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +137,7 @@ func startCluster() (*cluster, error) {
 		return nil, err
 	}
 	// The whole standard channel of Gateway API: HTTPRoute and Gateway among others.
-	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: []string{filepath.Dir(grants), monitors}})
+	env, err := testenv.Start(testenv.Options{ExtraCRDPaths: append([]string{filepath.Dir(grants)}, monitoring...)})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -156,10 +161,11 @@ func stopCluster() {
 	_ = os.RemoveAll(shared.dir)
 }
 
-// downloadServiceMonitorCRD returns the path of the ServiceMonitor CRD in the module cache,
-// downloading the Prometheus Operator module (about 4 MB) the first time.
-func downloadServiceMonitorCRD() (string, error) {
-	cmd := exec.Command("go", "mod", "download", "-json", serviceMonitorModule)
+// downloadPrometheusOperatorCRDs returns the paths of the ServiceMonitor and PrometheusRule
+// CRDs in the module cache, downloading the Prometheus Operator module (about 4 MB) the first
+// time.
+func downloadPrometheusOperatorCRDs() ([]string, error) {
+	cmd := exec.Command("go", "mod", "download", "-json", prometheusOperatorModule)
 	// Outside the main module, so that go.mod and go.sum are left alone.
 	cmd.Dir = os.TempDir()
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
@@ -167,20 +173,24 @@ func downloadServiceMonitorCRD() (string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("go mod download %s (for the ServiceMonitor CRD): %w\n%s%s", serviceMonitorModule, err, out, stderr.Bytes())
+		return nil, fmt.Errorf("go mod download %s (for the ServiceMonitor and PrometheusRule CRDs): %w\n%s%s", prometheusOperatorModule, err, out, stderr.Bytes())
 	}
 	var info struct{ Dir, Error string }
 	if err := json.Unmarshal(out, &info); err != nil {
-		return "", fmt.Errorf("go mod download %s: %w", serviceMonitorModule, err)
+		return nil, fmt.Errorf("go mod download %s: %w", prometheusOperatorModule, err)
 	}
 	if info.Error != "" {
-		return "", fmt.Errorf("go mod download %s: %s", serviceMonitorModule, info.Error)
+		return nil, fmt.Errorf("go mod download %s: %s", prometheusOperatorModule, info.Error)
 	}
-	path := filepath.Join(info.Dir, filepath.FromSlash(serviceMonitorCRD))
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("no ServiceMonitor CRD in %s: %w", serviceMonitorModule, err)
+	var paths []string
+	for _, crd := range []string{serviceMonitorCRD, prometheusRuleCRD} {
+		path := filepath.Join(info.Dir, filepath.FromSlash(crd))
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no %s in %s: %w", crd, prometheusOperatorModule, err)
+		}
+		paths = append(paths, path)
 	}
-	return path, nil
+	return paths, nil
 }
 
 // kubectl runs the envtest kubectl against the shared API server with stdin as input, and
@@ -262,91 +272,106 @@ func kustomize(t *testing.T, dir string) []byte {
 	return out
 }
 
+// goTool is a command-line tool the tests build from the module proxy with `go install` when
+// its environment variable does not name one, as make does.
+type goTool struct {
+	name, env, version, pkg string
+	ldflags                 []string
+	took                    string // how long the first install takes, for the log
+
+	mu   sync.Mutex
+	path string
+}
+
 var (
-	helmMu   sync.Mutex
-	helmPath string
+	helmTool = &goTool{name: "helm", env: "HELM", version: helmVersion, pkg: "helm.sh/helm/v3/cmd/helm", took: "about 2.5 minutes",
+		// The flags are those of helm's release build: no symbols, the version, and the
+		// Kubernetes version that `helm template` and `helm lint` assume without a cluster (1.37
+		// for helm 3.22; without it they assume 1.20 and refuse the chart's kubeVersion).
+		ldflags: []string{
+			"-s", "-w",
+			"-X helm.sh/helm/v3/internal/version.version=" + helmVersion,
+			"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+			"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37",
+			"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+			"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37",
+		}}
+	promtoolTool = &goTool{name: "promtool", env: "PROMTOOL", version: promtoolVersion, pkg: "github.com/prometheus/prometheus/cmd/promtool",
+		took: "about 4 minutes", ldflags: []string{"-s", "-w"}}
 )
 
-// helmBinary returns $HELM (a command name, an absolute path or a path relative to the
-// repository root), or helm from the user cache, installing it there first when it is missing.
-func helmBinary(t *testing.T) string {
+// helmBinary returns the helm the tests run.
+func helmBinary(t *testing.T) string { return helmTool.binary(t) }
+
+// binary returns $ENV (a command name, an absolute path or a path relative to the repository
+// root), or the tool from the user cache, installing it there first when it is missing.
+func (g *goTool) binary(t *testing.T) string {
 	t.Helper()
-	helmMu.Lock()
-	defer helmMu.Unlock()
-	if helmPath != "" {
-		return helmPath
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.path != "" {
+		return g.path
 	}
-	if p := os.Getenv("HELM"); p != "" {
+	if p := os.Getenv(g.env); p != "" {
 		// A relative path such as bin/helm is taken from the repository root, where make runs.
 		if strings.ContainsRune(p, filepath.Separator) && !filepath.IsAbs(p) {
 			p = filepath.Join(repoRoot, p)
 		}
 		resolved, err := exec.LookPath(p)
 		if err != nil {
-			t.Fatalf("HELM=%s is not an executable: %v", os.Getenv("HELM"), err)
+			t.Fatalf("%s=%s is not an executable: %v", g.env, os.Getenv(g.env), err)
 		}
-		helmPath = resolved
+		g.path = resolved
 		return resolved
 	}
 	cacheDir, err := os.UserCacheDir()
 	if err != nil {
-		t.Fatalf("no cache directory for helm (set $HELM to a helm %s binary instead): %v", helmVersion, err)
+		t.Fatalf("no cache directory for %s (set $%s to a %s %s binary instead): %v", g.name, g.env, g.name, g.version, err)
 	}
-	dir := filepath.Join(cacheDir, "infergate", "tools", "helm-"+helmVersion)
-	bin := filepath.Join(dir, "helm")
+	dir := filepath.Join(cacheDir, "infergate", "tools", g.name+"-"+g.version)
+	bin := filepath.Join(dir, g.name)
 	if _, err := os.Stat(bin); err == nil {
-		helmPath = bin
+		g.path = bin
 		return bin
 	}
-	if err := installHelm(t, dir); err != nil {
+	if err := g.install(t, dir); err != nil {
 		t.Fatal(err)
 	}
-	helmPath = bin
+	g.path = bin
 	return bin
 }
 
-// installHelm builds helm with `go install` into a temporary directory beside dir and renames
+// install builds the tool with `go install` into a temporary directory beside dir and renames
 // it to dir, so that a concurrent run (another package, another checkout) never sees half a
 // binary; the loser of a race keeps the winner's binary.
-func installHelm(t *testing.T, dir string) error {
+func (g *goTool) install(t *testing.T, dir string) error {
 	t.Helper()
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, ".helm-"+helmVersion+"-*")
+	tmp, err := os.MkdirTemp(parent, "."+g.name+"-"+g.version+"-*")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	t.Logf("helm %s is not in %s: installing it with go install (about 2.5 minutes the first time; set $HELM to skip)", helmVersion, dir)
+	t.Logf("%s %s is not in %s: installing it with go install (%s the first time; set $%s to skip)", g.name, g.version, dir, g.took, g.env)
 	start := time.Now()
-	// The flags are those of helm's release build: no symbols, the version, and the Kubernetes
-	// version that `helm template` and `helm lint` assume without a cluster (1.37 for helm
-	// 3.22; without it they assume 1.20 and refuse the chart's kubeVersion).
-	ldflags := strings.Join([]string{
-		"-s", "-w",
-		"-X helm.sh/helm/v3/internal/version.version=" + helmVersion,
-		"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
-		"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37",
-		"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
-		"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37",
-	}, " ")
-	cmd := exec.Command("go", "install", "-ldflags", ldflags, "helm.sh/helm/v3/cmd/helm@"+helmVersion)
+	cmd := exec.Command("go", "install", "-ldflags", strings.Join(g.ldflags, " "), g.pkg+"@"+g.version)
 	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off")
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go install helm.sh/helm/v3/cmd/helm@%s: %w\n%s", helmVersion, err, out)
+		return fmt.Errorf("go install %s@%s: %w\n%s", g.pkg, g.version, err, out)
 	}
-	t.Logf("helm %s installed in %s", helmVersion, time.Since(start).Round(time.Second))
+	t.Logf("%s %s installed in %s", g.name, g.version, time.Since(start).Round(time.Second))
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		if _, statErr := os.Stat(filepath.Join(dir, "helm")); statErr == nil {
+		if _, statErr := os.Stat(filepath.Join(dir, g.name)); statErr == nil {
 			return nil // another run installed it meanwhile
 		}
-		return fmt.Errorf("move helm into %s: %w", dir, err)
+		return fmt.Errorf("move %s into %s: %w", g.name, dir, err)
 	}
 	return nil
 }
