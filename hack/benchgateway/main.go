@@ -22,7 +22,8 @@ limitations under the License.
 //
 // Figures: saturation throughput direct and through the gateway; added latency at a fixed
 // rate; the gateway's CPU time, allocations and RSS per request; for streams, the added time
-// to the first chunk and the added inter-chunk gap.
+// to the first chunk and the added inter-chunk gap. Then the same gateway with tracing on
+// against off, and with authentication against without.
 package main
 
 import (
@@ -30,11 +31,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/http/pprof"
 	"net/url"
@@ -45,9 +48,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"go.opentelemetry.io/otel/trace"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -59,6 +64,7 @@ import (
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
+	"github.com/infergate/infergate/internal/tracing"
 )
 
 const served = "meta/llama-3.1-8b-instruct"
@@ -67,6 +73,8 @@ var (
 	role           = flag.String("role", "", "internal: run as the simulator or the gateway process")
 	authKubeconfig = flag.String("auth-kubeconfig", "", "internal: kubeconfig of the API server of the authenticating gateway")
 	authRounds     = flag.Int("auth-rounds", 4, "alternating rounds of the authentication comparison")
+	traced         = flag.Bool("tracing", true, "also measure the gateway with tracing on (every request sampled, spans exported over OTLP/HTTP to a loopback sink) against off")
+	tracingRounds  = flag.Int("tracing-rounds", 2, "alternating rounds of the tracing comparison")
 	auth           = flag.Bool("auth", true, "also measure the gateway with --gateway-auth=kubernetes against a local API server (needs KUBEBUILDER_ASSETS; make bench-gateway sets it)")
 	listen         = flag.String("listen", "", "internal: address to listen on")
 	upstream       = flag.String("upstream", "", "internal: the gateway's upstream URL")
@@ -90,6 +98,8 @@ func main() {
 		err = runGateway(nil)
 	case "gateway-auth":
 		err = runAuthGateway()
+	case "gateway-traced":
+		err = runTracedGateway()
 	case "bare":
 		err = runBareProxy()
 	case "":
@@ -122,9 +132,25 @@ func runAuthGateway() error {
 	return runGateway(checker)
 }
 
+// runTracedGateway is runGateway with the manager's tracing, configured as the manager
+// configures it: from the OTEL_* variables that the orchestrator sets.
+func runTracedGateway() error {
+	tp, stop, err := tracing.FromEnv(context.Background())
+	if err != nil {
+		return err
+	}
+	if tp == nil {
+		return errors.New("no tracer provider: OTEL_EXPORTER_OTLP_ENDPOINT is not set")
+	}
+	defer func() { _ = stop(context.Background()) }()
+	return serveGateway(nil, tp)
+}
+
 // runGateway serves the real gateway package with a table that routes bench/llama to the
 // upstream, plus an endpoint reporting the process's allocation counters.
-func runGateway(checker gateway.Access) error {
+func runGateway(checker gateway.Access) error { return serveGateway(checker, nil) }
+
+func serveGateway(checker gateway.Access, tp trace.TracerProvider) error {
 	store := routing.NewStore()
 	table, errs := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "bench", Name: "sim", BaseURL: *upstream, Ready: true,
@@ -136,7 +162,7 @@ func runGateway(checker gateway.Access) error {
 		return errs[0]
 	}
 	store.Swap(table)
-	g, err := gateway.New(gateway.Options{Store: store, Access: checker, AllowLocalUpstreams: true})
+	g, err := gateway.New(gateway.Options{Store: store, Access: checker, AllowLocalUpstreams: true, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
@@ -168,7 +194,10 @@ type proc struct {
 	addr string
 }
 
-func start(args ...string) (*proc, error) {
+func start(args ...string) (*proc, error) { return startWithEnv(nil, args...) }
+
+// startWithEnv starts this program with args and env added to the environment.
+func startWithEnv(env []string, args ...string) (*proc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -181,6 +210,7 @@ func start(args ...string) (*proc, error) {
 	l.Close()
 	cmd := exec.Command(self, append(args, "-listen", addr)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -486,11 +516,53 @@ func orchestrate() error {
 	fmt.Printf("| CPU time per request at saturation | %s |\n", us(gwSatCPU/max(gwSatReqs, 1)))
 	fmt.Printf("| allocations per request | %.0f (%.1f KiB) |\n", allocsPerReq, bytesPerReq/1024)
 	fmt.Printf("| RSS after the run (peak) | %.1f MiB (%.1f MiB) |\n", float64(rss)/1024, float64(peak)/1024)
+	if *traced {
+		if err := compareTracing(sim, gw, through, log); err != nil {
+			return err
+		}
+	}
 	if !*auth {
 		return nil
 	}
 	log("authentication: starting an API server")
 	return compareAuth(sim, gw, through, log)
+}
+
+// compareTracing measures the gateway with every request traced and its spans exported over
+// OTLP/HTTP (to a loopback sink that answers as a collector does and keeps nothing) against the
+// same gateway without tracing.
+func compareTracing(sim, gw *proc, off side, log func(string, ...any)) error {
+	var spans, exports atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		exports.Add(1)
+		spans.Add(n)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer sink.Close()
+	traced, err := startWithEnv([]string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL, "OTEL_TRACES_SAMPLER=always_on"},
+		"-role", "gateway-traced", "-upstream", "http://"+sim.addr)
+	if err != nil {
+		return err
+	}
+	defer traced.stop()
+	off.name = "tracing off"
+	on := side{name: "tracing on", url: "http://" + traced.addr + gateway.Prefix + "bench/openai/-/v1/chat/completions", model: "bench/llama"}
+	log("tracing: warming up")
+	if r := attack(on, 0, 2*time.Second); r.errors > 0 {
+		return fmt.Errorf("%d of %d traced requests failed", r.errors, r.requests)
+	}
+	err = compare("tracing", *tracingRounds, [2]side{off, on}, [2]*proc{gw, traced}, func() {
+		fmt.Printf("\n### Tracing: on against off\n\n")
+		fmt.Printf("The same gateway without a tracer provider, and with the manager's (`OTEL_EXPORTER_OTLP_ENDPOINT` set, "+
+			"`OTEL_TRACES_SAMPLER=always_on`: a server span and a client span for every request, batched and exported over OTLP/HTTP "+
+			"to a loopback sink), %d alternating rounds of each phase.\n\n", *tracingRounds)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nThe sink received %d exports (%.1f MiB of spans).\n", exports.Load(), float64(spans.Load())/(1<<20))
+	return nil
 }
 
 // compareAuth measures the gateway with --gateway-auth=kubernetes (TokenReview and
@@ -530,7 +602,18 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 	if r := attack(on, 0, 2*time.Second); r.errors > 0 {
 		return fmt.Errorf("%d of %d requests with the token failed", r.errors, r.requests)
 	}
+	return compare("authentication", *authRounds, [2]side{off, on}, [2]*proc{gw, authGW}, func() {
+		fmt.Printf("\n### Authentication: --gateway-auth=kubernetes against none\n\n")
+		fmt.Printf("The same gateway with and without authentication (TokenReview and SubjectAccessReview answers cached), "+
+			"the same requests with the same %d-byte token, %d alternating rounds of each phase; a local kube-apiserver and etcd share the machine.\n\n",
+			len(token), *authRounds)
+	})
+}
 
+// compare measures two gateways in alternating rounds of saturation and of a fixed rate, and
+// prints a table of the figures of the second against the first after heading.
+func compare(what string, rounds int, sides [2]side, procs [2]*proc, heading func()) error {
+	log := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "[bench] "+format+"\n", args...) }
 	type measured struct {
 		sat       []float64
 		latencies []time.Duration
@@ -543,17 +626,16 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 		satRequests int
 	}
 	var m [2]measured
-	sides, procs, modes := [2]side{off, on}, [2]*proc{gw, authGW}, [2]string{"none", "kubernetes"}
-	for round := 0; round < *authRounds; round++ {
+	for round := 0; round < rounds; round++ {
 		// Each round swaps which side goes first, so that drift falls on both alike.
 		order := []int{0, 1}
 		if round%2 == 1 {
 			order = []int{1, 0}
 		}
 		for _, i := range order {
-			log("authentication round %d: saturation, %s", round+1, sides[i].name)
-			if *authProf != "" && round == 0 {
-				go saveProfile("http://"+procs[i].addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf+"."+modes[i])
+			log("%s round %d: saturation, %s", what, round+1, sides[i].name)
+			if *authProf != "" && round == 0 && what == "authentication" {
+				go saveProfile("http://"+procs[i].addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf+"."+[2]string{"none", "kubernetes"}[i])
 			}
 			cpu0 := procs[i].cpu()
 			r := attack(sides[i], 0, *duration)
@@ -562,7 +644,7 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 			m[i].sat = append(m[i].sat, r.throughput())
 		}
 		for _, i := range order {
-			log("authentication round %d: fixed rate %d/s, %s", round+1, *rate, sides[i].name)
+			log("%s round %d: fixed rate %d/s, %s", what, round+1, *rate, sides[i].name)
 			cpu0 := procs[i].cpu()
 			m0, _ := procs[i].allocs()
 			r := attack(sides[i], *rate, *duration)
@@ -577,11 +659,8 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 	p := func(i int, q float64) time.Duration { return percentile(m[i].latencies, q) }
 	perReq := func(i int) time.Duration { return m[i].cpu / time.Duration(max(m[i].requests, 1)) }
 	allocs := func(i int) float64 { return float64(m[i].mallocs) / float64(max(m[i].requests, 1)) }
-	fmt.Printf("\n### Authentication: --gateway-auth=kubernetes against none\n\n")
-	fmt.Printf("The same gateway with and without authentication (TokenReview and SubjectAccessReview answers cached), "+
-		"the same requests with the same %d-byte token, %d alternating rounds of each phase; a local kube-apiserver and etcd share the machine.\n\n",
-		len(token), *authRounds)
-	fmt.Printf("| figure | auth none | auth kubernetes | difference | ratio |\n|---|---|---|---|---|\n")
+	heading()
+	fmt.Printf("| figure | %s | %s | difference | ratio |\n|---|---|---|---|---|\n", sides[0].name, sides[1].name)
 	ratios := make([]float64, len(m[0].sat))
 	for i := range ratios {
 		ratios[i] = m[1].sat[i] / m[0].sat[i]
