@@ -43,7 +43,7 @@ import (
 // they use is on the /metrics of a running manager after traffic that exercises them all:
 // calls and streams, a provider that passes its probes but fails every call (retries and
 // ejections), model servers' metrics of two engines, and leader election. A renamed metric, or
-// a panel or alert left behind by one, fails here.
+// a panel or alert left behind by one, fails here; so does a metric the README does not list.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -162,6 +162,22 @@ spec: {servedModelName: ` + served + `, loadBalancing: RoundRobin}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		t.Errorf("metrics used but not on the manager's /metrics:\n  %s", strings.Join(missing, "\n  "))
+	}
+
+	// And the README's table documents every metric of infergate's own.
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undocumented []string
+	for name := range families {
+		if strings.HasPrefix(name, "infergate_") && !strings.Contains(string(readme), "`"+name+"`") {
+			undocumented = append(undocumented, name)
+		}
+	}
+	if len(undocumented) > 0 {
+		slices.Sort(undocumented)
+		t.Errorf("metrics missing from the README's Metrics table: %s", strings.Join(undocumented, ", "))
 	}
 }
 
