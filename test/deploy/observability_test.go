@@ -60,11 +60,22 @@ func ruleGroups(t *testing.T) []any {
 
 func readYAML(t *testing.T, path string, into any) {
 	t.Helper()
+	readInto(t, path, func(b []byte, v any) error { return yaml.Unmarshal(b, v) }, into)
+}
+
+func readJSON(t *testing.T, path string, into any) {
+	t.Helper()
+	readInto(t, path, json.Unmarshal, into)
+}
+
+// readInto reads the file at path, relative to the repository root, into into.
+func readInto(t *testing.T, path string, unmarshal func([]byte, any) error, into any) {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot, path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(data, into); err != nil {
+	if err := unmarshal(data, into); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
@@ -220,17 +231,6 @@ func TestChartShipsTheDashboardAndAlerts(t *testing.T) {
 			t.Errorf("without leader election the alerts are %v", names)
 			break
 		}
-	}
-}
-
-func readJSON(t *testing.T, path string, into any) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, into); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }
 
