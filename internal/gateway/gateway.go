@@ -849,13 +849,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	pr.status = resp.StatusCode
 	delete(resp.Header, "X-Request-Id")
 	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
+	if isSSE(resp.Header.Get("Content-Type")) {
+		pr.current.Health.StreamBegin() // finish ends it
+		pr.streaming = true
+	}
 
 	if pr.entity == nil {
 		resp.Body = &rawBody{src: resp.Body, idle: idle}
-		if isSSE(resp.Header.Get("Content-Type")) {
-			pr.current.Health.StreamBegin()
-			pr.streaming = true
-		}
 		return nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
@@ -870,8 +870,6 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	switch {
 	case isSSE(ct):
 		resp.Body = newSSEBody(resp.Body, idle, pr)
-		pr.current.Health.StreamBegin()
-		pr.streaming = true
 	case isJSON(ct) && resp.Header.Get("Content-Encoding") == "":
 		return g.rewriteJSON(resp, pr, idle)
 	default:
