@@ -552,7 +552,7 @@ func compareTracing(sim, gw *proc, off side, log func(string, ...any)) error {
 	if r := attack(on, 0, 2*time.Second); r.errors > 0 {
 		return fmt.Errorf("%d of %d traced requests failed", r.errors, r.requests)
 	}
-	err = compare("tracing", *tracingRounds, [2]side{off, on}, [2]*proc{gw, traced}, func() {
+	err = compare(log, "tracing", *tracingRounds, [2]side{off, on}, [2]*proc{gw, traced}, [2]string{}, func() {
 		fmt.Printf("\n### Tracing: on against off\n\n")
 		fmt.Printf("The same gateway without a tracer provider, and with the manager's (`OTEL_EXPORTER_OTLP_ENDPOINT` set, "+
 			"`OTEL_TRACES_SAMPLER=always_on`: a server span and a client span for every request, batched and exported over OTLP/HTTP "+
@@ -602,7 +602,11 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 	if r := attack(on, 0, 2*time.Second); r.errors > 0 {
 		return fmt.Errorf("%d of %d requests with the token failed", r.errors, r.requests)
 	}
-	return compare("authentication", *authRounds, [2]side{off, on}, [2]*proc{gw, authGW}, func() {
+	var profiles [2]string
+	if *authProf != "" {
+		profiles = [2]string{*authProf + ".none", *authProf + ".kubernetes"}
+	}
+	return compare(log, "authentication", *authRounds, [2]side{off, on}, [2]*proc{gw, authGW}, profiles, func() {
 		fmt.Printf("\n### Authentication: --gateway-auth=kubernetes against none\n\n")
 		fmt.Printf("The same gateway with and without authentication (TokenReview and SubjectAccessReview answers cached), "+
 			"the same requests with the same %d-byte token, %d alternating rounds of each phase; a local kube-apiserver and etcd share the machine.\n\n",
@@ -611,9 +615,9 @@ func compareAuth(sim, gw *proc, off side, log func(string, ...any)) error {
 }
 
 // compare measures two gateways in alternating rounds of saturation and of a fixed rate, and
-// prints a table of the figures of the second against the first after heading.
-func compare(what string, rounds int, sides [2]side, procs [2]*proc, heading func()) error {
-	log := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "[bench] "+format+"\n", args...) }
+// prints a table of the figures of the second against the first after heading. Where profiles
+// names files, it saves a CPU profile of each gateway during its first saturation phase.
+func compare(log func(string, ...any), what string, rounds int, sides [2]side, procs [2]*proc, profiles [2]string, heading func()) error {
 	type measured struct {
 		sat       []float64
 		latencies []time.Duration
@@ -634,8 +638,8 @@ func compare(what string, rounds int, sides [2]side, procs [2]*proc, heading fun
 		}
 		for _, i := range order {
 			log("%s round %d: saturation, %s", what, round+1, sides[i].name)
-			if *authProf != "" && round == 0 && what == "authentication" {
-				go saveProfile("http://"+procs[i].addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), *authProf+"."+[2]string{"none", "kubernetes"}[i])
+			if profiles[i] != "" && round == 0 {
+				go saveProfile("http://"+procs[i].addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(duration.Seconds()-1)), profiles[i])
 			}
 			cpu0 := procs[i].cpu()
 			r := attack(sides[i], 0, *duration)

@@ -181,16 +181,8 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	table.EachProvider(func(p *routing.Provider) {
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(p.Health.InFlight()), p.Workspace, p.Name)
 		ch <- prometheus.MustNewConstMetric(streamsDesc, prometheus.GaugeValue, float64(p.Health.Streams()), p.Workspace, p.Name)
-		ready := 0.0
-		if p.Ready {
-			ready = 1
-		}
-		ch <- prometheus.MustNewConstMetric(providerReadyDesc, prometheus.GaugeValue, ready, p.Workspace, p.Name)
-		ejected := 0.0
-		if p.Health.Ejected(now) {
-			ejected = 1
-		}
-		ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, ejected, p.Workspace, p.Name)
+		ch <- prometheus.MustNewConstMetric(providerReadyDesc, prometheus.GaugeValue, gaugeBool(p.Ready), p.Workspace, p.Name)
+		ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, gaugeBool(p.Health.Ejected(now)), p.Workspace, p.Name)
 		sig := p.Health.Signals(now, p.StaleAfter())
 		ch <- prometheus.MustNewConstMetric(loadDesc, prometheus.GaugeValue, float64(sig.Load), p.Workspace, p.Name)
 		if sig.Capacity > 0 {
@@ -207,4 +199,12 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(entityProvidersDesc, prometheus.GaugeValue, float64(len(e.Backends)), e.Workspace, e.Name)
 	})
 	ch <- prometheus.MustNewConstMetric(routableDesc, prometheus.GaugeValue, float64(table.Routable()))
+}
+
+// gaugeBool is a gauge's value for a yes or no: 1 or 0.
+func gaugeBool(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
