@@ -1059,40 +1059,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-type transportKey struct{ connect, responseHeader time.Duration }
-
-// transportFor returns the shared transport for a set of timeouts; providers with the same
-// timeouts share connections pools per host.
-func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
-	key := transportKey{t.Connect, t.ResponseHeader}
-	if tr, ok := g.transports.Load(key); ok {
-		return tr.(*http.Transport)
-	}
-	dialer := egress.Dialer(t.Connect, g.opts.AllowLocalUpstreams)
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4096,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   t.Connect,
-		ResponseHeaderTimeout: t.ResponseHeader,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-	}
-	actual, _ := g.transports.LoadOrStore(key, tr)
-	return actual.(*http.Transport)
-}
-
-// CloseIdleConnections closes idle upstream connections.
-func (g *Gateway) CloseIdleConnections() {
-	g.transports.Range(func(_, v any) bool {
-		v.(*http.Transport).CloseIdleConnections()
-		return true
-	})
-}
-
 // validRequestID accepts client request ids of up to 128 visible ASCII characters.
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
