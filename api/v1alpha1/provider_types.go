@@ -77,7 +77,7 @@ type ProviderSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:XValidation:rule="self.all(f, f.name != 'model')",message="the model field is set by the gateway and cannot be an extra body field"
+	// +kubebuilder:validation:XValidation:rule="self.all(f, f.name.lowerAscii() != 'model')",message="the model field is set by the gateway and cannot be an extra body field, in any letter case"
 	// +optional
 	DefaultExtraBody []BodyField `json:"defaultExtraBody,omitempty"`
 
@@ -86,7 +86,7 @@ type ProviderSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:XValidation:rule="self.all(f, f.name != 'model')",message="the model field is set by the gateway and cannot be an extra body field"
+	// +kubebuilder:validation:XValidation:rule="self.all(f, f.name.lowerAscii() != 'model')",message="the model field is set by the gateway and cannot be an extra body field, in any letter case"
 	// +optional
 	RequiredExtraBody []BodyField `json:"requiredExtraBody,omitempty"`
 
@@ -208,11 +208,14 @@ type ServiceReference struct {
 
 // AuthHeader says how the API key reaches the upstream.
 type AuthHeader struct {
-	// Name of the header, such as `Authorization` or `X-Api-Key`.
+	// Name of the header, such as `Authorization` or `X-Api-Key`. Names the gateway sets
+	// itself are refused.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
 	// +kubebuilder:validation:XValidation:rule="self.lowerAscii() != 'cookie'",message="spec.authHeader.name cannot be Cookie"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection'])",message="Host, Content-Length and hop-by-hop headers are set by the gateway and cannot carry the key"
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().startsWith('x-infergate-') && !(self.lowerAscii() in ['x-request-id', 'traceparent', 'tracestate', 'accept-encoding'])",message="X-Infergate-* headers (among them the hop header that detects loops), X-Request-Id, traceparent, tracestate and Accept-Encoding are set by the gateway itself; choose another header name"
 	// +required
 	Name string `json:"name"`
 

@@ -99,10 +99,12 @@ type SecretKeyReference struct {
 
 // HTTPHeader is one HTTP header to set on requests sent upstream.
 type HTTPHeader struct {
-	// Name of the header, an HTTP token such as `X-Team`. Matched case-insensitively.
+	// Name of the header, an HTTP token such as `X-Team`. Matched case-insensitively. Names
+	// the gateway sets itself are refused.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().startsWith('x-infergate-') && !(self.lowerAscii() in ['x-request-id', 'traceparent', 'tracestate', 'accept-encoding'])",message="X-Infergate-* headers (among them the hop header that detects loops), X-Request-Id, traceparent, tracestate and Accept-Encoding are set by the gateway itself; choose another header name"
 	// +required
 	Name string `json:"name"`
 

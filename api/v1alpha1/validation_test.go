@@ -170,6 +170,29 @@ spec:
 	{"provider Host as extra header", provider(`
   url: https://api.example.com
   requiredExtraHeaders: [{name: Host, value: other}]`), []string{"Host, Content-Length and hop-by-hop headers are set by the gateway"}},
+	{"provider hop header as required header", provider(`
+  url: https://api.example.com
+  requiredExtraHeaders: [{name: X-Infergate-Hop, value: forged}]`), []string{"spec.requiredExtraHeaders[0].name", "X-Infergate-* headers (among them the hop header that detects loops)", "choose another header name"}},
+	{"provider header of the gateway's prefix in lower case", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: x-infergate-anything, value: a}]`), []string{"spec.defaultExtraHeaders[0].name", "X-Infergate-* headers"}},
+	{"provider request id as extra header", provider(`
+  url: https://api.example.com
+  defaultExtraHeaders: [{name: X-Team, value: a}, {name: X-Request-ID, value: fixed}]`), []string{"spec.defaultExtraHeaders[1].name", "X-Request-Id"}},
+	{"provider trace context as extra header", provider(`
+  url: https://api.example.com
+  requiredExtraHeaders: [{name: traceparent, value: 00-x}]`), []string{"traceparent, tracestate"}},
+	{"provider Accept-Encoding as extra header", provider(`
+  url: https://api.example.com
+  requiredExtraHeaders: [{name: Accept-Encoding, value: gzip}]`), []string{"Accept-Encoding are set by the gateway itself"}},
+	{"provider key in the hop header", provider(`
+  url: https://api.example.com
+  apiKeySecretRef: {name: k, key: k}
+  authHeader: {name: X-Infergate-Hop}`), []string{"spec.authHeader.name", "X-Infergate-* headers"}},
+	{"provider key in the Host header", provider(`
+  url: https://api.example.com
+  apiKeySecretRef: {name: k, key: k}
+  authHeader: {name: host}`), []string{"spec.authHeader.name", "Host, Content-Length and hop-by-hop headers are set by the gateway and cannot carry the key"}},
 	{"provider header name with a space", provider(`
   url: https://api.example.com
   defaultExtraHeaders: [{name: X Team, value: a}]`), []string{"spec.defaultExtraHeaders[0].name", "should match"}},
@@ -188,6 +211,9 @@ spec:
 	{"provider extra body that sets model", provider(`
   url: https://api.example.com
   requiredExtraBody: [{name: model, value: other}]`), []string{"the model field is set by the gateway"}},
+	{"provider extra body that sets Model", provider(`
+  url: https://api.example.com
+  defaultExtraBody: [{name: Model, value: other}]`), []string{"cannot be an extra body field, in any letter case"}},
 	{"provider service port zero", provider(`
   service: {name: nim, port: 0}`), []string{"spec.service.port", "greater than or equal to 1"}},
 	{"provider probe interval too short", provider(`

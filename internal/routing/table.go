@@ -59,12 +59,14 @@ type ProviderSpec struct {
 	// Ready tells whether the provider may receive traffic.
 	Ready bool
 	// AuthHeader and AuthValue are the credential header to inject (such as
-	// "Authorization" and "Bearer sk-..."). Empty when the provider needs no key.
+	// "Authorization" and "Bearer sk-..."). Empty when the provider needs no key. A provider
+	// whose key would go in a ReservedHeader is not ready.
 	AuthHeader, AuthValue string
 	// MissingCredentials tells that the provider needs a key that could not be read; requests
 	// through its provider route are answered 424.
 	MissingCredentials bool
-	// DefaultHeaders are set when the request lacks them; RequiredHeaders always.
+	// DefaultHeaders are set when the request lacks them; RequiredHeaders always. Reserved
+	// names (ReservedHeader) are dropped.
 	DefaultHeaders, RequiredHeaders []Header
 	// DefaultBody fields are added to JSON bodies that lack them; RequiredBody fields always.
 	DefaultBody, RequiredBody []BodyField
@@ -462,9 +464,13 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 			p.Metrics.Interval = DefaultMetricsInterval
 		}
 	}
-	if p.AuthValue == "" {
+	switch {
+	case p.AuthValue == "":
 		p.AuthHeader = ""
-	} else {
+	case ReservedHeader(p.AuthHeader):
+		// The key would replace a header of the gateway's own: never sent, never routed to.
+		p.AuthHeader, p.AuthValue, p.Ready = "", "", false
+	default:
 		p.AuthValues = []string{p.AuthValue}
 	}
 	p.ReadyJSON, _ = json.Marshal(struct {
@@ -493,13 +499,16 @@ func bodyFields(fs []BodyField) ([]BodyField, error) {
 	if len(fs) == 0 {
 		return nil, nil
 	}
-	out := make([]BodyField, len(fs))
-	for i, f := range fs {
+	out := make([]BodyField, 0, len(fs))
+	for _, f := range fs {
+		if strings.EqualFold(f.Name, "model") {
+			continue // the gateway's own, in any case: an upstream might read either
+		}
 		if !json.Valid(f.Value) {
 			return nil, fmt.Errorf("field %q is not valid JSON", f.Name)
 		}
-		out[i] = BodyField{Name: f.Name, Value: f.Value}
-		out[i].Member = append(append(jsonfield.AppendString(nil, f.Name), ':'), f.Value...)
+		member := append(append(jsonfield.AppendString(nil, f.Name), ':'), f.Value...)
+		out = append(out, BodyField{Name: f.Name, Value: f.Value, Member: member})
 	}
 	return out, nil
 }
@@ -508,9 +517,12 @@ func canonical(hs []Header) []Header {
 	if len(hs) == 0 {
 		return nil
 	}
-	out := make([]Header, len(hs))
-	for i, h := range hs {
-		out[i] = Header{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value, Values: []string{h.Value}}
+	out := make([]Header, 0, len(hs))
+	for _, h := range hs {
+		if ReservedHeader(h.Name) {
+			continue
+		}
+		out = append(out, Header{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value, Values: []string{h.Value}})
 	}
 	return out
 }

@@ -361,3 +361,32 @@ func BenchmarkNewTable(b *testing.B) {
 		prev, _ = New(spec, prev)
 	}
 }
+
+// Headers the gateway sets itself never come from a Provider, whatever its stored object says
+// (the CRD refuses them; objects stored before that rule still reach the table), and a model
+// field in any letter case is the gateway's own too.
+func TestReservedHeadersAndModelFieldsAreDropped(t *testing.T) {
+	reserved := []Header{{Name: "X-Infergate-Hop", Value: "forged"}, {Name: "x-request-id", Value: "fixed"},
+		{Name: "Traceparent", Value: "00-x"}, {Name: "Accept-Encoding", Value: "gzip"}, {Name: "X-Team", Value: "a"}}
+	table, errs := New(Spec{Providers: []ProviderSpec{
+		{Workspace: "team", Name: "extras", BaseURL: "http://10.0.0.1", Ready: true, DefaultHeaders: reserved, RequiredHeaders: reserved,
+			RequiredBody: []BodyField{{Name: "Model", Value: []byte(`"expensive"`)}, {Name: "max_tokens", Value: []byte("5")}}},
+		{Workspace: "team", Name: "key-in-hop", BaseURL: "http://10.0.0.2", Ready: true, AuthHeader: "x-infergate-hop", AuthValue: "sk-1"},
+	}}, nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, _ := table.Provider("team", "extras")
+	for _, hs := range [][]Header{p.DefaultHeaders, p.RequiredHeaders} {
+		if len(hs) != 1 || hs[0].Name != "X-Team" {
+			t.Errorf("headers %+v, want only X-Team", hs)
+		}
+	}
+	if len(p.RequiredBody) != 1 || p.RequiredBody[0].Name != "max_tokens" {
+		t.Errorf("required body %+v, want only max_tokens", p.RequiredBody)
+	}
+	k, _ := table.Provider("team", "key-in-hop")
+	if k.Ready || k.AuthHeader != "" || k.AuthValue != "" {
+		t.Errorf("a provider whose key would replace the hop header: ready %v, header %q", k.Ready, k.AuthHeader)
+	}
+}
