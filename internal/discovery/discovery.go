@@ -107,11 +107,11 @@ func (p *Prober) Probe(ctx context.Context, r Request) Result {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "infergate-probe")
-	if p.HopID != "" {
-		req.Header.Set(egress.HopHeader, p.HopID)
-	}
 	if r.AuthHeader != "" {
 		req.Header.Set(r.AuthHeader, r.AuthValue)
+	}
+	if p.HopID != "" {
+		req.Header.Set(egress.HopHeader, p.HopID) // last: no Provider setting may replace it
 	}
 	resp, err := p.Client.Do(req)
 	switch {

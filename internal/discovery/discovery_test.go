@@ -128,11 +128,16 @@ func TestProbeMarksItsHopAndReportsLoops(t *testing.T) {
 		w.WriteHeader(http.StatusLoopDetected)
 	}))
 	defer gatewayLike.Close()
-	r := NewProber(2*time.Second, true, "infergate-test").Probe(context.Background(), Request{BaseURL: gatewayLike.URL})
-	if hop != "infergate-test" {
-		t.Errorf("the probe carried %s %q", egress.HopHeader, hop)
-	}
-	if r.Ready || r.Reason != inferencev1alpha1.ReasonLoop {
-		t.Errorf("got %+v", r)
+	for _, authHeader := range []string{"", "Authorization", egress.HopHeader, "x-infergate-hop"} {
+		hop = ""
+		// A key sent in the hop header itself (a Provider stored before the CRD refused
+		// that name) must not replace the hop id, or the loop would go unseen.
+		r := NewProber(2*time.Second, true, "infergate-test").Probe(context.Background(), Request{BaseURL: gatewayLike.URL, AuthHeader: authHeader, AuthValue: "forged"})
+		if hop != "infergate-test" {
+			t.Errorf("key in %q: the probe carried %s %q", authHeader, egress.HopHeader, hop)
+		}
+		if r.Ready || r.Reason != inferencev1alpha1.ReasonLoop {
+			t.Errorf("key in %q: got %+v", authHeader, r)
+		}
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,7 +206,9 @@ type proxyRequest struct {
 	in        *http.Request // as the server gave it
 	out       *http.Request // in with the upstream request's context and the body's limits
 	requestID string
-	start     time.Time
+	// requestIDs and hops are the X-Request-Id and egress.HopHeader values sent upstream.
+	requestIDs, hops []string
+	start            time.Time
 
 	entity   *routing.Entity   // entity routes
 	provider *routing.Provider // provider route
@@ -249,9 +252,15 @@ func fromContext(ctx context.Context) *proxyRequest {
 	return pr
 }
 
-// ServeHTTP answers the probes, gives the request its id, then serves it through the
-// handler chain: authentication (when Access is set), then the routes.
+// ServeHTTP refuses loops, answers the probes, gives the request its id, then serves it
+// through the handler chain: authentication (when Access is set), then the routes.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Before every route, the probes included: a Provider whose URL or health path leads back
+	// to the gateway must not find it healthy.
+	if looped(r, g.opts.ID) {
+		g.failUnrouted(w, r, errLoopDetected())
+		return
+	}
 	switch r.URL.Path {
 	case "/healthz":
 		w.WriteHeader(http.StatusOK)
@@ -272,11 +281,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.opts.AccessLog {
 		r = withStart(r, g.opts.Now())
 	}
-	if hops := r.Header[egress.HopHeader]; len(hops) > 0 && egress.Looped(hops, g.opts.ID) {
-		g.failUnrouted(w, r, errLoopDetected())
-		return
-	}
 	g.handler.ServeHTTP(w, r)
+}
+
+// looped reports whether r has already passed through gateway id, or through as many gateways
+// as egress.MaxHops allows; a path that nests more gateway routes than are left to it counts
+// too, so that a request line naming the gateway's routes over and over cannot fan out into
+// as many nested requests before the hop limit is reached.
+func looped(r *http.Request, id string) bool {
+	hops := r.Header[egress.HopHeader]
+	if len(hops) > 0 && egress.Looped(hops, id) {
+		return true
+	}
+	if nested := strings.Count(r.URL.Path, Prefix) - 1; nested > 0 {
+		// Each gateway route nested in the path is one more gateway on the way.
+		return egress.Looped(append(slices.Clip(hops), strings.Repeat(",nested", nested)), id)
+	}
+	return false
 }
 
 // route serves /metrics and the gateway routes.
@@ -349,7 +370,7 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 		}
 		g.writeJSON(w, r, rt, ws, p.ReadyJSON)
 	default:
-		g.serveProxy(w, r, rt, table, w.Header()["X-Request-Id"][0]) // set by ServeHTTP
+		g.serveProxy(w, r, rt, table, w.Header()["X-Request-Id"]) // set by ServeHTTP
 	}
 }
 
@@ -385,10 +406,14 @@ func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiErr
 	g.fail(w, r, parsePath(r.Method, r.URL.EscapedPath()), "", e)
 }
 
-func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID string) {
+func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID []string) {
 	pr := proxyRequests.Get().(*proxyRequest)
 	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
-	pr.g, pr.rt, pr.in, pr.requestID, pr.start, pr.model = g, rt, r, requestID, g.opts.Now(), -1
+	pr.g, pr.rt, pr.in, pr.requestID, pr.requestIDs, pr.start, pr.model = g, rt, r, requestID[0], requestID, g.opts.Now(), -1
+	pr.hops = g.hop
+	if hops := r.Header[egress.HopHeader]; len(hops) > 0 {
+		pr.hops = []string{egress.NextHops(hops, g.opts.ID)}
+	}
 	defer func() {
 		if pr.body != nil {
 			pr.body.release()
@@ -627,12 +652,6 @@ func (g *Gateway) rewrite(p *httputil.ProxyRequest) {
 	for _, name := range clientOnlyHeaders {
 		delete(h, name)
 	}
-	h["X-Request-Id"] = []string{pr.requestID}
-	if hops := pr.in.Header[egress.HopHeader]; len(hops) > 0 {
-		h[egress.HopHeader] = []string{egress.NextHops(hops, g.opts.ID)}
-	} else {
-		h[egress.HopHeader] = g.hop
-	}
 	if pr.entity != nil {
 		// The response must come back uncompressed so that its model can be rewritten.
 		delete(h, "Accept-Encoding")
@@ -817,6 +836,10 @@ func (g *Gateway) prepare(req *http.Request, pr *proxyRequest, p *routing.Provid
 	if p.AuthHeader != "" {
 		h[p.AuthHeader] = p.AuthValues
 	}
+	// Last, so that nothing a Provider sets can replace them (the routing table drops such
+	// names too: routing.ReservedHeader).
+	h["X-Request-Id"] = pr.requestIDs
+	h[egress.HopHeader] = pr.hops
 
 	if pr.body == nil {
 		return // streamed through (or no body)

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infergate/infergate/internal/routing"
+	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testutil"
@@ -207,5 +208,20 @@ func eventually(t *testing.T, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("gave up after 10s")
 		}
+	}
+}
+
+// The hop id is written last: a key whose header is the hop header cannot replace it.
+func TestFetchKeepsTheHopHeader(t *testing.T) {
+	var hop atomic.Pointer[string]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get(egress.HopHeader)
+		hop.Store(&h)
+		w.WriteHeader(http.StatusLoopDetected)
+	}))
+	defer srv.Close()
+	_, _, _ = scrape.Fetch(context.Background(), scrape.NewClient(true), scrape.Target{URL: srv.URL + "/metrics", AuthHeader: egress.HopHeader, AuthValue: "forged", HopID: "hop"})
+	if h := hop.Load(); h == nil || *h != "hop" {
+		t.Errorf("the scrape carried %s %v, want hop", egress.HopHeader, h)
 	}
 }

@@ -66,11 +66,11 @@ func Fetch(ctx context.Context, c *http.Client, t Target) (routing.EngineReport,
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
 	req.Header.Set("User-Agent", "infergate-scrape")
-	if t.HopID != "" {
-		req.Header.Set(egress.HopHeader, t.HopID)
-	}
 	if t.AuthHeader != "" {
 		req.Header.Set(t.AuthHeader, t.AuthValue)
+	}
+	if t.HopID != "" {
+		req.Header.Set(egress.HopHeader, t.HopID) // last: no Provider setting may replace it
 	}
 	resp, err := c.Do(req)
 	if err != nil {
