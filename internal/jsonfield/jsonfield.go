@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 )
 
 // maxDepth bounds nesting, like encoding/json.
@@ -66,6 +67,18 @@ func (m Member) KeyIs(data []byte, name string) bool {
 	}
 	s, ok := unquote(data[m.KeyStart:m.KeyEnd])
 	return ok && s == name
+}
+
+// KeyEqualFold reports whether the member's key is name under Unicode case folding, as
+// encoding/json matches keys to fields when no key matches exactly. It allocates only for keys
+// with escapes.
+func (m Member) KeyEqualFold(data []byte, name string) bool {
+	key := m.Key(data)
+	if bytes.IndexByte(key, '\\') < 0 {
+		return bytes.EqualFold(key, []byte(name))
+	}
+	s, ok := unquote(data[m.KeyStart:m.KeyEnd])
+	return ok && strings.EqualFold(s, name)
 }
 
 // Members validates data as a single JSON object and appends its top-level members to dst in
