@@ -70,6 +70,21 @@ type ModelEntitySpec struct {
 	// +kubebuilder:default=CacheAware
 	// +optional
 	LoadBalancing LoadBalancing `json:"loadBalancing,omitempty"`
+
+	// Paths are the paths, after `/-/`, that the model's routes (the OpenAI route and
+	// `/model/{name}/-/`) accept for it, with POST. Default: `v1/chat/completions`,
+	// `v1/completions`, `v1/embeddings` and `v1/responses`. Other paths are answered 404 and
+	// other methods 405 there: a right to call this model is not a right to reach the rest of
+	// its providers with their keys (files, batches, fine-tuning, stored responses). Add a
+	// model server's own inference paths here, such as `v1/ranking` for a NIM reranker; the
+	// provider route, which needs `providers/proxy`, reaches any path.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p.matches('^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$'))",message="spec.paths are paths after /-/ such as v1/chat/completions: no leading or trailing slash, segments of letters, digits, '-' and '_'"
+	// +listType=set
+	// +optional
+	Paths []string `json:"paths,omitempty"`
 }
 
 // LoadBalancing is a policy that spreads a model's requests over its providers.

@@ -140,6 +140,34 @@ metadata: {name: llama}
 spec:
   servedModelName: meta/llama
   retryOn: [GatewayError, Always]`, []string{"spec.retryOn[1]", `supported values: "GatewayError", "Timeout", "Reset"`}},
+	{"entity path with a leading slash", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  paths: [v1/chat/completions, /v1/files]`, []string{"spec.paths are paths after /-/ such as v1/chat/completions: no leading or trailing slash"}},
+	{"entity path with dot segments", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  paths: [v1/../files]`, []string{"spec.paths are paths after /-/"}},
+	{"entity path with escapes", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  paths: ["v1%2ffiles"]`, []string{"spec.paths are paths after /-/"}},
+	{"entity with an empty list of paths", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  paths: []`, []string{"spec.paths", "at least 1 items"}},
 
 	// Providers.
 	{"provider with url and service", provider(`

@@ -103,6 +103,9 @@ type EntitySpec struct {
 	RetryOn RetryOn
 	// Balancing spreads requests over the backends. Default CacheAware.
 	Balancing Balancing
+	// Paths are the trailing paths (after "/-/") that the entity routes accept for it.
+	// Default DefaultPaths.
+	Paths []string
 }
 
 // RetryOn is a set of failures after which a request that may have run upstream is retried.
@@ -224,6 +227,8 @@ type Entity struct {
 	RetryOn RetryOn
 	// Balancing spreads requests over the backends.
 	Balancing Balancing
+	// Paths are the trailing paths the entity routes accept for it, with POST.
+	Paths []string
 
 	rr       atomic.Uint64 // RoundRobin's position in schedule
 	schedule []uint8       // RoundRobin's order of backends
@@ -363,7 +368,10 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing}
+		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths}
+		if len(e.Paths) == 0 {
+			e.Paths = DefaultPaths
+		}
 		e.IDJSON = jsonfield.AppendString(nil, e.ID)
 		e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
 		for _, b := range es.Backends {

@@ -281,7 +281,7 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 			continue
 		}
 		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn),
-			Balancing: balancing(e.Spec.LoadBalancing)}
+			Balancing: balancing(e.Spec.LoadBalancing), Paths: e.Spec.Paths}
 		for _, be := range ix.Resolve(e) {
 			if !be.Ready {
 				continue
