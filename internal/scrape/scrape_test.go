@@ -28,8 +28,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/egress"
+	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testutil"
