@@ -74,6 +74,7 @@ type options struct {
 	gatewayMaxBody          int64
 	gatewayMaxAttempts      int
 	gatewayBufferBytes      int64
+	gatewayCallerBytes      int64
 	gatewayBodyReadTimeout  time.Duration
 	gatewayHeaderTimeout    time.Duration
 	gatewayIdleTimeout      time.Duration
@@ -126,6 +127,7 @@ account or ~/.kube/config, in that order.`,
 	f.Int64Var(&o.gatewayMaxBody, "gateway-max-body-bytes", gateway.DefaultMaxBodyBytes, "largest request body the gateway accepts; larger ones get 413")
 	f.IntVar(&o.gatewayMaxAttempts, "gateway-max-attempts", gateway.DefaultMaxAttempts, "providers tried for one request before the gateway gives up")
 	f.Int64Var(&o.gatewayBufferBytes, "gateway-buffer-bytes", gateway.DefaultBufferBytes, "bytes that all requests in flight may hold in memory together (bodies read whole, JSON responses rewritten); a request whose body does not fit gets 503 with Retry-After")
+	f.Int64Var(&o.gatewayCallerBytes, "gateway-buffer-bytes-per-caller", 0, "bytes of --gateway-buffer-bytes that the request bodies of one caller may hold (the ServiceAccounts of a namespace count as one caller); past it, that caller's requests get 429 with Retry-After. 0: a quarter of --gateway-buffer-bytes; negative: no bound per caller. Applies with --gateway-auth=kubernetes")
 	f.DurationVar(&o.gatewayBodyReadTimeout, "gateway-body-read-timeout", gateway.DefaultBodyReadTimeout, "how long a client may take to send a request body; a slower one gets 408")
 	f.DurationVar(&o.gatewayHeaderTimeout, "gateway-read-header-timeout", gateway.DefaultReadHeaderTimeout, "how long a client may take to send its request headers; a slower one's connection is closed")
 	f.DurationVar(&o.gatewayIdleTimeout, "gateway-idle-timeout", gateway.DefaultIdleTimeout, "how long a kept-alive client connection may wait for its next request before the gateway closes it")
@@ -280,6 +282,7 @@ func run(ctx context.Context, o options) error {
 		MaxBodyBytes:        o.gatewayMaxBody,
 		MaxAttempts:         o.gatewayMaxAttempts,
 		BufferBytes:         o.gatewayBufferBytes,
+		CallerBufferBytes:   o.gatewayCallerBytes,
 		BodyReadTimeout:     o.gatewayBodyReadTimeout,
 		Timeouts:            o.gatewayTimeouts,
 		Registerer:          ctrlmetrics.Registry,

@@ -19,6 +19,7 @@ package gateway
 import (
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,10 @@ import (
 type bodyBuf struct {
 	b    []byte
 	refs atomic.Int32
-	// budget, when set, holds reserved bytes for b's capacity until the last release.
+	// budget, when set, holds reserved bytes for b until the last release: room for what has
+	// arrived, grown as more arrives, never for what a client announced.
 	budget   *budget
+	caller   string // whose share of the budget holds them; "" for none
 	reserved int64
 }
 
@@ -41,11 +44,12 @@ const (
 
 var bodyPool = sync.Pool{New: func() any { return &bodyBuf{b: make([]byte, 0, initialBodyCap)} }}
 
-// newBodyBuf returns a buffer whose capacity is taken from bgt (nil: unbounded).
-func newBodyBuf(bgt *budget) *bodyBuf {
+// newBodyBuf returns a buffer whose bytes are taken from bgt (nil: unbounded), and from the
+// share of caller there.
+func newBodyBuf(bgt *budget, caller string) *bodyBuf {
 	bb := bodyPool.Get().(*bodyBuf)
 	bb.refs.Store(1)
-	bb.budget, bb.reserved = bgt, 0
+	bb.budget, bb.caller, bb.reserved = bgt, caller, 0
 	return bb
 }
 
@@ -56,8 +60,8 @@ func (bb *bodyBuf) release() {
 		return
 	}
 	if bb.budget != nil {
-		bb.budget.release(bb.reserved)
-		bb.budget, bb.reserved = nil, 0
+		bb.budget.release(bb.caller, bb.reserved)
+		bb.budget, bb.caller, bb.reserved = nil, "", 0
 	}
 	if cap(bb.b) <= maxPooledBody {
 		bb.b = bb.b[:0]
@@ -65,81 +69,105 @@ func (bb *bodyBuf) release() {
 	}
 }
 
-// grow makes room for at least n more bytes, within the budget. Growth doubles, as append's
-// does, so that the budget is asked a few times per body, not at every read.
-func (bb *bodyBuf) grow(n int) bool {
-	if cap(bb.b)-len(bb.b) >= n {
-		return bb.reserve(cap(bb.b))
+// free returns the room after the bytes held that is allocated and reserved: where the next
+// read goes. It is empty until room makes some.
+func (bb *bodyBuf) free() []byte {
+	end := cap(bb.b)
+	if bb.budget != nil {
+		end = int(min(int64(end), bb.reserved))
 	}
-	size := max(2*cap(bb.b), len(bb.b)+n)
-	if !bb.reserve(size) { // before allocating: a refused body costs nothing
-		return false
-	}
-	b := make([]byte, len(bb.b), size)
-	copy(b, bb.b)
-	bb.b = b
-	return true
+	return bb.b[len(bb.b):end]
 }
 
-// account reserves the buffer's capacity in the budget, or reports false.
-func (bb *bodyBuf) account() bool { return bb.reserve(cap(bb.b)) }
-
-// reserve makes the budget hold size bytes for the buffer, or reports false.
-func (bb *bodyBuf) reserve(size int) bool {
-	if bb.budget == nil {
-		return true
+// room makes free not empty, reserving more of the budget as the bytes held grow: twice what
+// is held; or, with hint (an announced length, when positive), all of it once a quarter has
+// arrived, so that a large body is not copied over and over. The reservation follows the bytes
+// that arrived, four times them at most, so a client that announces a large body and sends
+// little holds little. It returns errOverBudget or errOverShare when the budget cannot give
+// the room.
+func (bb *bodyBuf) room(hint int64) error {
+	if len(bb.free()) > 0 {
+		return nil
 	}
-	delta := int64(size) - bb.reserved
-	if delta <= 0 {
-		return true
+	size := max(2*len(bb.b), initialBodyCap)
+	if hint > 0 {
+		whole := int(min(hint, math.MaxInt32)) + 1 // +1: room to see the end
+		if 4*len(bb.b) >= whole {
+			size = whole // a quarter has arrived: the rest in one step, not two or three
+		}
+		size = max(len(bb.b)+1, min(size, whole))
 	}
-	if !bb.budget.reserve(delta) {
-		return false
+	if bb.budget != nil {
+		if delta := int64(size) - bb.reserved; delta > 0 {
+			if err := bb.budget.reserve(bb.caller, delta); err != nil {
+				return err
+			}
+			bb.reserved += delta
+		}
 	}
-	bb.reserved += delta
-	return true
+	if size > cap(bb.b) { // after reserving: a refused body costs nothing
+		b := make([]byte, len(bb.b), size)
+		copy(b, bb.b)
+		bb.b = b
+	}
+	return nil
 }
 
-// errTooLarge is returned by readBody past the limit.
+// errTooLarge is returned past the body limit.
 var errTooLarge = errors.New("body too large")
 
-// readBody reads the whole request body, refusing more than limit bytes, and holding its
-// bytes in bgt.
-func readBody(r *http.Request, limit int64, bgt *budget) (*bodyBuf, error) {
+// bodyReader reads a request body into a bodyBuf as it arrives, within the body limit.
+type bodyReader struct {
+	bb    *bodyBuf
+	src   io.Reader
+	limit int64
+	hint  int64 // the announced Content-Length; -1 when unknown
+	eof   bool
+}
+
+// newBodyReader starts reading r's body into a buffer held in bgt for caller. A body
+// announced larger than limit is refused before anything is read.
+func newBodyReader(r *http.Request, limit int64, bgt *budget, caller string) (*bodyReader, error) {
 	if r.ContentLength > limit {
 		return nil, errTooLarge
 	}
-	bb := newBodyBuf(bgt)
-	if r.Body == nil || r.Body == http.NoBody {
-		return bb, nil
-	}
-	if !bb.grow(int(max(r.ContentLength, 0))) {
-		bb.release()
-		return nil, errOverBudget
-	}
-	for {
-		if len(bb.b) == cap(bb.b) && !bb.grow(1) {
-			bb.release()
-			return nil, errOverBudget
+	br := &bodyReader{bb: newBodyBuf(bgt, caller), src: r.Body, limit: limit, hint: r.ContentLength}
+	br.eof = r.Body == nil || r.Body == http.NoBody
+	return br, nil
+}
+
+// read reads the body to its end; or, when until is set, until until reports true for the
+// bytes read so far. until is asked after reads that at least doubled what it saw last, so
+// that a body is looked at a few times, not at every read.
+func (br *bodyReader) read(until func([]byte) bool) error {
+	bb, asked := br.bb, 0
+	for !br.eof {
+		if err := bb.room(br.hint); err != nil {
+			return err
 		}
-		n, err := r.Body.Read(bb.b[len(bb.b):cap(bb.b)])
+		n, err := br.src.Read(bb.free())
 		bb.b = bb.b[:len(bb.b)+n]
-		if int64(len(bb.b)) > limit {
-			bb.release()
-			return nil, errTooLarge
+		if int64(len(bb.b)) > br.limit {
+			return errTooLarge
 		}
-		if err == io.EOF {
-			return bb, nil
-		}
-		if err != nil {
-			bb.release()
+		switch {
+		case err == io.EOF:
+			br.eof = true
+		case err != nil:
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				return nil, errTooLarge
+				return errTooLarge
 			}
-			return nil, err
+			return err
+		}
+		if until != nil && !br.eof && len(bb.b) >= 2*asked {
+			asked = len(bb.b)
+			if until(bb.b) {
+				return nil
+			}
 		}
 	}
+	return nil
 }
 
 // segments is a request or response body made of byte slices, written without copying them

@@ -72,7 +72,7 @@ func (b *chatBody) Read(p []byte) (int, error) {
 
 // Many clients sending large bodies at once cannot make the gateway hold more than its budget:
 // the requests that do not fit get 503 with Retry-After, the others go through, and the heap
-// grows by the budget at most (plus the garbage collector's headroom), not by the sum of the
+// grows with the budget (plus the garbage collector's headroom), not with the sum of the
 // bodies.
 func TestBufferBudgetBoundsMemory(t *testing.T) {
 	const (
@@ -153,9 +153,11 @@ func TestBufferBudgetBoundsMemory(t *testing.T) {
 	if ok.Load() == 0 || refused.Load() == 0 {
 		t.Errorf("%d went through and %d were refused: want both", ok.Load(), refused.Load())
 	}
-	// Twice the budget: freed bodies are garbage until the next collection.
-	if limit := int64(2*budget + 16<<20); grew > limit {
-		t.Errorf("the heap grew by %d MiB, more than twice the %d MiB budget", grew>>20, budget>>20)
+	// Three times the budget: a body's buffer doubles as its bytes arrive (so that a client
+	// holds only what it sent), and the buffers it outgrew, like the bodies of requests that
+	// are done, are garbage until the next collection.
+	if limit := int64(3*budget + 16<<20); grew > limit {
+		t.Errorf("the heap grew by %d MiB, more than three times the %d MiB budget", grew>>20, budget>>20)
 	}
 }
 
@@ -172,8 +174,8 @@ func TestBodyLimitHoldsOnEveryRoute(t *testing.T) {
 	}{
 		{"/provider/nim/-/v1/files", "application/octet-stream", false},
 		{"/provider/nim/-/v1/files", "application/octet-stream", true},
-		{"/model/llama/-/v1/audio/transcriptions", "multipart/form-data; boundary=x", false},
-		{"/model/llama/-/v1/audio/transcriptions", "multipart/form-data; boundary=x", true},
+		{"/model/llama/-/v1/chat/completions", "application/json", false},
+		{"/model/llama/-/v1/chat/completions", "", true},
 		{"/openai/-/v1/chat/completions", "application/json", true},
 	} {
 		body := newChatBody("llama", 2<<20)

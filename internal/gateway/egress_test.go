@@ -213,6 +213,11 @@ func TestDuplicateModelIsRefused(t *testing.T) {
 	for _, body := range []string{
 		`{"model":"llama","messages":[],"model":"other/expensive-model"}`,
 		`{"model":"llama","mod\u0065l":"other/expensive-model"}`,
+		// Servers that decode with Go's encoding/json read a key in any letter case.
+		`{"model":"llama","messages":[],"Model":"other/expensive-model"}`,
+		`{"model":"llama","MODEL":"other/expensive-model"}`,
+		`{"Model":"llama","messages":[]}`,
+		`{"mod\u0045l":"llama"}`,
 	} {
 		for _, path := range []string{"/openai/-/v1/chat/completions", "/model/llama/-/v1/chat/completions"} {
 			resp, data := do(t, "POST", g.base("team")+path, body, map[string]string{"Content-Type": "application/json"})

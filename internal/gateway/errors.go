@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/naming"
+	"github.com/infergate/infergate/internal/routing"
 )
 
 // apiError is an error the gateway answers itself. Its body carries both the NeMo shape
@@ -41,6 +43,8 @@ type apiError struct {
 	detail string
 	// retryAfter, when set, is sent as Retry-After, in seconds.
 	retryAfter int
+	// allow, when set, is sent as Allow: the methods a 405 would accept.
+	allow string
 }
 
 func (e *apiError) Error() string { return e.detail }
@@ -58,67 +62,88 @@ type errorObject struct {
 
 // The errors of the contract, in one table.
 func errInvalidName(field string) *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid " + field + ": " + naming.RuleText, 0}
+	return &apiError{status: http.StatusUnprocessableEntity, code: "invalid_name", detail: "Invalid " + field + ": " + naming.RuleText}
 }
 
 func errInvalidWorkspace() *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid workspace: a workspace is a Kubernetes namespace: lowercase letters, digits and hyphens, at most 63 characters, starting and ending with a letter or digit.", 0}
+	return &apiError{status: http.StatusUnprocessableEntity, code: "invalid_name", detail: "Invalid workspace: a workspace is a Kubernetes namespace: lowercase letters, digits and hyphens, at most 63 characters, starting and ending with a letter or digit."}
 }
 
 func errWorkspaceMismatch(prefix, ws string) *apiError {
-	return &apiError{http.StatusUnprocessableEntity, "invalid_name", "Invalid model: the workspace '" + prefix + "' in model does not match the workspace '" + ws + "' of the path; use '" + ws + "/<name>' or the bare name.", 0}
+	return &apiError{status: http.StatusUnprocessableEntity, code: "invalid_name", detail: "Invalid model: the workspace '" + prefix + "' in model does not match the workspace '" + ws + "' of the path; use '" + ws + "/<name>' or the bare name."}
 }
 
 func errEntityNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "model_not_found", "Model entity not found for " + id, 0}
+	return &apiError{status: http.StatusNotFound, code: "model_not_found", detail: "Model entity not found for " + id}
 }
 
 func errModelNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "model_not_found", "The model '" + id + "' does not exist or is not routable.", 0}
+	return &apiError{status: http.StatusNotFound, code: "model_not_found", detail: "The model '" + id + "' does not exist or is not routable."}
 }
 
 func errProviderNotFound(id string) *apiError {
-	return &apiError{http.StatusNotFound, "provider_not_found", "Model provider not found for " + id, 0}
+	return &apiError{status: http.StatusNotFound, code: "provider_not_found", detail: "Model provider not found for " + id}
 }
 
 func errProviderNotReady(id string) *apiError {
-	return &apiError{http.StatusNotFound, "provider_not_ready", "Provider not ready for " + id, 0}
+	return &apiError{status: http.StatusNotFound, code: "provider_not_ready", detail: "Provider not ready for " + id}
 }
 
 func errProviderUnavailable(id string) *apiError {
-	return &apiError{http.StatusServiceUnavailable, "provider_not_ready", "Provider " + id + " is not ready; check its Ready condition with `kubectl get provider` in its workspace.", 0}
+	return &apiError{status: http.StatusServiceUnavailable, code: "provider_not_ready", detail: "Provider " + id + " is not ready; check its Ready condition with `kubectl get provider` in its workspace."}
 }
 
 func errLoopDetected() *apiError {
-	return &apiError{http.StatusLoopDetected, "loop_detected", "Loop Detected: this request has already passed through this gateway (" + egress.HopHeader + "); a Provider's URL leads back to the gateway: point it at the model server instead.", 0}
+	return &apiError{status: http.StatusLoopDetected, code: "loop_detected", detail: "Loop Detected: this request has already passed through this gateway (" + egress.HopHeader + "); a Provider's URL leads back to the gateway: point it at the model server instead."}
 }
 
 func errNoReadyProvider(id string) *apiError {
-	return &apiError{http.StatusServiceUnavailable, "no_ready_provider", "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace.", 0}
+	return &apiError{status: http.StatusServiceUnavailable, code: "no_ready_provider", detail: "No ready provider for model entity " + id + "; check `kubectl get providers` in its workspace."}
 }
 
 func errMissingCredentials(id string) *apiError {
-	return &apiError{http.StatusFailedDependency, "secret_unavailable", "Could not fetch secret for provider " + id + "; secret not found or unreachable", 0}
+	return &apiError{status: http.StatusFailedDependency, code: "secret_unavailable", detail: "Could not fetch secret for provider " + id + "; secret not found or unreachable"}
 }
 
 func errInvalidPath() *apiError {
-	return &apiError{http.StatusBadRequest, "invalid_path", "Invalid path: the part after /-/ may not have '.' or '..' segments, escaped or not: they would leave the provider's base path.", 0}
+	return &apiError{status: http.StatusBadRequest, code: "invalid_path", detail: "Invalid path: the part after /-/ may not have '.' or '..' segments, escaped or not: they would leave the provider's base path."}
 }
 
 func errInvalidBody(err error) *apiError {
-	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: " + err.Error(), 0}
+	return &apiError{status: http.StatusBadRequest, code: "invalid_body", detail: "Invalid request body: " + err.Error()}
 }
 
 func errDuplicateModel() *apiError {
-	return &apiError{http.StatusBadRequest, "invalid_body", "Invalid request body: 'model' is given more than once; give it once.", 0}
+	return &apiError{status: http.StatusBadRequest, code: "invalid_body", detail: "Invalid request body: 'model' is given more than once, or in another letter case (servers that ignore case read 'Model' as model); give it once, as 'model'."}
+}
+
+func errUnsupportedMediaType(ct string) *apiError {
+	return &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+		detail: "Unsupported Media Type: the model route sets the model in JSON bodies and cannot rewrite a body of type '" + ct + "'; send application/json, or call the provider route for other bodies."}
+}
+
+func errPathNotAllowed(e *routing.Entity, trailing string) *apiError {
+	return &apiError{status: http.StatusNotFound, code: "path_not_allowed",
+		detail: "Not Found: '" + trailing + "' is not an inference path of model " + e.ID + "; it accepts " + strings.Join(e.Paths, ", ") +
+			" (its ModelEntity's spec.paths). Other paths of its providers are reached through the provider route."}
+}
+
+func errMethodNotAllowed(method, allow string) *apiError {
+	return &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", allow: allow,
+		detail: "Method Not Allowed: the inference paths of a model accept " + allow + ", not " + method + "."}
+}
+
+func errCallerBusy() *apiError {
+	return &apiError{status: http.StatusTooManyRequests, code: "caller_busy", retryAfter: 1,
+		detail: "Too Many Requests: the request bodies of this caller (the ServiceAccounts of a namespace count as one) in the gateway take its whole share of the gateway's memory budget (--gateway-buffer-bytes-per-caller); retry when some of them are done."}
 }
 
 func errNoModel(why string) *apiError {
-	return &apiError{http.StatusBadRequest, "missing_model", "Could not extract model from openai request: " + why, 0}
+	return &apiError{status: http.StatusBadRequest, code: "missing_model", detail: "Could not extract model from openai request: " + why}
 }
 
 func errBodyTooLarge(limit int64) *apiError {
-	return &apiError{http.StatusRequestEntityTooLarge, "body_too_large", "Request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes.", 0}
+	return &apiError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", detail: "Request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes."}
 }
 
 func errBusy() *apiError {
@@ -127,38 +152,38 @@ func errBusy() *apiError {
 }
 
 func errBodyTimeout(d time.Duration) *apiError {
-	return &apiError{http.StatusRequestTimeout, "body_timeout", "Request Timeout: the request body did not arrive within " + d.String() + " (--gateway-body-read-timeout).", 0}
+	return &apiError{status: http.StatusRequestTimeout, code: "body_timeout", detail: "Request Timeout: the request body did not arrive within " + d.String() + " (--gateway-body-read-timeout)."}
 }
 
 func errUnknownRoute() *apiError {
-	return &apiError{http.StatusNotFound, "not_found", "Not Found: gateway routes are " + Prefix + "{workspace}/openai/-/..., .../model/{name}/-/... and .../provider/{name}/-/...", 0}
+	return &apiError{status: http.StatusNotFound, code: "not_found", detail: "Not Found: gateway routes are " + Prefix + "{workspace}/openai/-/..., .../model/{name}/-/... and .../provider/{name}/-/..."}
 }
 
 func errUpstreamUnreachable(id string) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_unreachable", "Backend networking error: provider " + id + " could not be reached", 0}
+	return &apiError{status: http.StatusBadGateway, code: "upstream_unreachable", detail: "Backend networking error: provider " + id + " could not be reached"}
 }
 
 func errUpstreamNotAllowed(id string, err error) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_not_allowed", "Backend networking error: provider " + id + " was not contacted: " + err.Error(), 0}
+	return &apiError{status: http.StatusBadGateway, code: "upstream_not_allowed", detail: "Backend networking error: provider " + id + " was not contacted: " + err.Error()}
 }
 
 func errUpstreamTimeout(id string) *apiError {
-	return &apiError{http.StatusGatewayTimeout, "upstream_timeout", "Backend timed out: provider " + id + " did not answer in time", 0}
+	return &apiError{status: http.StatusGatewayTimeout, code: "upstream_timeout", detail: "Backend timed out: provider " + id + " did not answer in time"}
 }
 
 func errUpstreamAuth(id string, status int) *apiError {
-	return &apiError{http.StatusBadGateway, "upstream_auth", "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider", 0}
+	return &apiError{status: http.StatusBadGateway, code: "upstream_auth", detail: "Backend returned " + strconv.Itoa(status) + ": provider " + id + " refused the gateway's credentials; check the API key Secret of the Provider"}
 }
 
 func errUnauthenticated(sent bool) *apiError {
 	if !sent {
-		return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: send a Kubernetes bearer token as the API key (Authorization: Bearer <token>), such as a ServiceAccount token from `kubectl create token`.", 0}
+		return &apiError{status: http.StatusUnauthorized, code: "unauthenticated", detail: "Unauthorized: send a Kubernetes bearer token as the API key (Authorization: Bearer <token>), such as a ServiceAccount token from `kubectl create token`."}
 	}
-	return &apiError{http.StatusUnauthorized, "unauthenticated", "Unauthorized: the Kubernetes API server did not accept the bearer token; it may have expired, been revoked, or have been issued for another audience.", 0}
+	return &apiError{status: http.StatusUnauthorized, code: "unauthenticated", detail: "Unauthorized: the Kubernetes API server did not accept the bearer token; it may have expired, been revoked, or have been issued for another audience."}
 }
 
 func errAccessUnavailable() *apiError {
-	return &apiError{http.StatusServiceUnavailable, "access_unavailable", "The Kubernetes API server could not be asked whether this request is allowed; try again shortly.", 0}
+	return &apiError{status: http.StatusServiceUnavailable, code: "access_unavailable", detail: "The Kubernetes API server could not be asked whether this request is allowed; try again shortly."}
 }
 
 // errForbidden words a denial as the API server does, naming the user, verb, resource and
@@ -184,7 +209,7 @@ func errForbidden(a authorizer.AttributesRecord, reason string) *apiError {
 		msg += ": " + reason
 	}
 	err := apierrors.NewForbidden(schema.GroupResource{Group: a.APIGroup, Resource: a.Resource}, a.Name, errors.New(msg))
-	return &apiError{http.StatusForbidden, "forbidden", err.Error(), 0}
+	return &apiError{status: http.StatusForbidden, code: "forbidden", detail: err.Error()}
 }
 
 func errorType(status int) string {
@@ -219,6 +244,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	if e.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.allow != "" {
+		h.Set("Allow", e.allow)
 	}
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body)

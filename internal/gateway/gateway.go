@@ -81,6 +81,11 @@ type Options struct {
 	// (bodies read whole, JSON responses rewritten): a request whose body does not fit gets
 	// 503 with Retry-After. Default 128 MiB.
 	BufferBytes int64
+	// CallerBufferBytes bounds the share of BufferBytes that the request bodies of one caller
+	// hold (the ServiceAccounts of a namespace count as one caller): past it, the caller's
+	// requests get 429 with Retry-After, and others keep theirs. It applies when Access is
+	// set. Default a quarter of BufferBytes; negative turns it off.
+	CallerBufferBytes int64
 	// BodyReadTimeout bounds the time to receive a request body. Default 1m.
 	BodyReadTimeout time.Duration
 	// Timeouts are the defaults for providers that set none.
@@ -145,6 +150,9 @@ func New(opts Options) (*Gateway, error) {
 	if opts.BufferBytes <= 0 {
 		opts.BufferBytes = DefaultBufferBytes
 	}
+	if opts.CallerBufferBytes == 0 {
+		opts.CallerBufferBytes = opts.BufferBytes / 4
+	}
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = DefaultBodyReadTimeout
 	}
@@ -163,7 +171,11 @@ func New(opts Options) (*Gateway, error) {
 	if opts.ID == "" {
 		opts.ID = egress.GatewayID(newRequestID())
 	}
-	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, buffers: budget{limit: opts.BufferBytes}}
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID},
+		buffers: budget{limit: opts.BufferBytes, share: max(opts.CallerBufferBytes, 0)}}
+	if err := registerBudget(opts.Registerer, &g.buffers); err != nil {
+		return nil, err
+	}
 	if opts.AccessLog {
 		g.access = opts.Log.WithName("access")
 	}
@@ -214,6 +226,7 @@ type proxyRequest struct {
 	provider *routing.Provider // provider route
 
 	body       *bodyBuf // nil when the body is streamed through
+	object     bool     // the body is a JSON object, whose members are in members
 	members    []jsonfield.Member
 	model      int  // index of the `model` member, or -1
 	setModel   bool // write the served name into `model`
@@ -444,7 +457,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		if pr.entity != nil {
 			entityLabel = pr.entity.Name
 		}
-		writeError(w, e)
+		refuse(w, pr.out, e)
 		g.answered(w, r, rt, ws, entityLabel, e.status, pr.start)
 		if pr.span != nil {
 			pr.nameRequestSpan()
@@ -457,175 +470,6 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	}
 	defer g.finish(pr)
 	g.proxy.ServeHTTP(w, pr.out)
-}
-
-// resolve finds what a proxied request goes to and reads its body when the route needs it.
-func (g *Gateway) resolve(pr *proxyRequest, table *routing.Table) *apiError {
-	rt := pr.rt
-	switch rt.kind {
-	case routeProvider:
-		if !naming.Valid(rt.name) {
-			return errInvalidName("name")
-		}
-		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceProviders, subresourceProxy, rt.name); e != nil {
-			return e
-		}
-		p, ok := table.Provider(rt.workspace, rt.name)
-		if !ok {
-			return errProviderNotFound(rt.workspace + "/" + rt.name)
-		}
-		if p.MissingCredentials {
-			return errMissingCredentials(p.ID)
-		}
-		if !p.Ready {
-			return errProviderUnavailable(p.ID)
-		}
-		pr.provider = p
-		if len(p.DefaultBody)+len(p.RequiredBody) > 0 && isJSON(pr.in.Header.Get("Content-Type")) {
-			if e := g.readJSONBody(pr, false); e != nil {
-				return e
-			}
-		}
-		return nil
-
-	case routeEntity:
-		if !naming.Valid(rt.name) {
-			return errInvalidName("name")
-		}
-		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceModelEntities, subresourceProxy, rt.name); e != nil {
-			return e
-		}
-		e, ok := table.Entity(rt.workspace, rt.name)
-		if !ok {
-			return errEntityNotFound(rt.workspace + "/" + rt.name)
-		}
-		pr.entity = e
-		if len(e.Backends) == 0 {
-			return errNoReadyProvider(e.ID)
-		}
-		ct := pr.in.Header.Get("Content-Type")
-		if hasBody(pr.in) && (ct == "" || isJSON(ct)) {
-			if e := g.readJSONBody(pr, true); e != nil {
-				return e
-			}
-			pr.setPrefix()
-			return nil
-		}
-		pr.replayable = !hasBody(pr.in)
-		return nil
-
-	case routeOpenAI:
-		bb, err := readBody(pr.out, g.opts.MaxBodyBytes, &g.buffers)
-		if err != nil {
-			return g.bodyError(err)
-		}
-		pr.body = bb
-		pr.replayable = true
-		pr.members, err = jsonfield.Members(pr.members[:0], bb.b)
-		if err != nil {
-			return errInvalidBody(err)
-		}
-		m, ok := jsonfield.Find(bb.b, pr.members, "model")
-		if !ok {
-			return errNoModel("the body has no 'model' field")
-		}
-		if count(bb.b, pr.members, "model") > 1 {
-			return errDuplicateModel()
-		}
-		model, ok := jsonfield.StringValue(m.Value(bb.b))
-		if !ok {
-			return errNoModel("'model' must be a string")
-		}
-		entity := string(model)
-		if ws, rest, found := strings.Cut(entity, "/"); found {
-			if ws != rt.workspace {
-				return errWorkspaceMismatch(ws, rt.workspace)
-			}
-			entity = rest
-		}
-		if !naming.Valid(entity) {
-			return errInvalidName("model")
-		}
-		if e := g.authorize(pr.in, rt.workspace, verbOf(pr.in.Method), resourceModelEntities, subresourceProxy, entity); e != nil {
-			return e
-		}
-		e, ok := table.Entity(rt.workspace, entity)
-		if !ok {
-			return errEntityNotFound(rt.workspace + "/" + entity)
-		}
-		pr.entity = e
-		if len(e.Backends) == 0 {
-			return errNoReadyProvider(e.ID)
-		}
-		pr.model, pr.setModel = memberIndex(pr.members, m), true
-		pr.setPrefix()
-		return nil
-	}
-	return errUnknownRoute()
-}
-
-// readJSONBody reads the body; when it is a JSON object, its members are kept so that model
-// and extra fields can be written. Other bodies go upstream unchanged.
-func (g *Gateway) readJSONBody(pr *proxyRequest, setModel bool) *apiError {
-	bb, err := readBody(pr.out, g.opts.MaxBodyBytes, &g.buffers)
-	if err != nil {
-		return g.bodyError(err)
-	}
-	pr.body, pr.replayable, pr.model = bb, true, -1
-	if len(bb.b) == 0 {
-		return nil
-	}
-	members, err := jsonfield.Members(pr.members[:0], bb.b)
-	pr.members = members
-	if err != nil {
-		pr.members = pr.members[:0]
-		return nil // not a JSON object: forwarded as it is
-	}
-	pr.setModel = setModel
-	if m, ok := jsonfield.Find(bb.b, members, "model"); ok {
-		if setModel && count(bb.b, members, "model") > 1 {
-			return errDuplicateModel()
-		}
-		pr.model = memberIndex(members, m)
-	}
-	return nil
-}
-
-// count returns how many top-level members are named name, escaped or not. A `model` given
-// twice is refused: the gateway would route by one, and an upstream might read the other.
-func count(body []byte, members []jsonfield.Member, name string) int {
-	n := 0
-	for _, m := range members {
-		if m.KeyIs(body, name) {
-			n++
-		}
-	}
-	return n
-}
-
-func (g *Gateway) bodyError(err error) *apiError {
-	switch {
-	case errors.Is(err, errTooLarge):
-		return errBodyTooLarge(g.opts.MaxBodyBytes)
-	case errors.Is(err, errOverBudget):
-		return errBusy()
-	case isTimeout(err):
-		return errBodyTimeout(g.opts.BodyReadTimeout)
-	}
-	return errInvalidBody(err)
-}
-
-func memberIndex(members []jsonfield.Member, m jsonfield.Member) int {
-	for i := len(members) - 1; i >= 0; i-- {
-		if members[i] == m {
-			return i
-		}
-	}
-	return -1
-}
-
-func hasBody(r *http.Request) bool {
-	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
 
 func isJSON(ct string) bool {
@@ -845,7 +689,7 @@ func (g *Gateway) prepare(req *http.Request, pr *proxyRequest, p *routing.Provid
 		return // streamed through (or no body)
 	}
 	var segs [][]byte
-	if len(pr.members) > 0 {
+	if pr.object {
 		segs = requestBody(make([][]byte, 0, 4), pr.body.b, pr.members, pr.model, pr.setModel, served, p)
 	} else {
 		segs = [][]byte{pr.body.b}
@@ -904,15 +748,15 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // rewriteJSON reads a JSON response whole (it is one document, not a stream), rewrites its
 // model and reads its usage.
 func (g *Gateway) rewriteJSON(resp *http.Response, pr *proxyRequest, idle *idleTimer) error {
-	bb := newBodyBuf(&g.buffers)
+	bb := newBodyBuf(&g.buffers, "")
 	src := resp.Body
-	for room := bb.account(); ; room = len(bb.b) < cap(bb.b) || bb.grow(1) {
-		if !room {
+	for {
+		if bb.room(resp.ContentLength) != nil {
 			// No room in the budget: send what was read, then the rest as it comes.
 			resp.Body = passThrough(bb, src, idle)
 			return nil
 		}
-		n, err := idle.read(src, bb.b[len(bb.b):cap(bb.b)])
+		n, err := idle.read(src, bb.free())
 		bb.b = bb.b[:len(bb.b)+n]
 		if err == io.EOF {
 			break

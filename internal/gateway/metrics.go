@@ -208,3 +208,11 @@ func gaugeBool(b bool) float64 {
 	}
 	return 0
 }
+
+// registerBudget exports what the memory budget holds, read at scrape time.
+func registerBudget(reg prometheus.Registerer, b *budget) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "infergate", Subsystem: "gateway", Name: "buffered_bytes",
+		Help: "Bytes of request bodies and JSON responses the gateway holds in memory now, out of its budget (--gateway-buffer-bytes).",
+	}, func() float64 { return float64(b.used.Load()) }))
+}

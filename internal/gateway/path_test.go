@@ -151,8 +151,10 @@ func FuzzRequestBody(f *testing.F) {
 			provider = p
 		}
 		model := -1
-		if m, ok := jsonfield.Find(body, members, "model"); ok {
-			model = memberIndex(members, m)
+		for i, m := range members {
+			if m.KeyIs(body, "model") {
+				model = i // the last, as decoders read
+			}
 		}
 		out := bytes.Join(requestBody(nil, body, members, model, true, served, provider), nil)
 		var got map[string]json.RawMessage

@@ -261,7 +261,7 @@ func TestChartAllOptions(t *testing.T) {
 	c := d.Spec.Template.Spec.Containers[0]
 	for _, arg := range []string{
 		"--system-workspace=shared-models", "--log-level=2", "--log-format=console",
-		"--gateway-max-body-bytes=67108864", "--gateway-max-attempts=5", "--gateway-buffer-bytes=268435456", "--gateway-body-read-timeout=2m", "--gateway-connect-timeout=2s",
+		"--gateway-max-body-bytes=67108864", "--gateway-max-attempts=5", "--gateway-buffer-bytes=268435456", "--gateway-buffer-bytes-per-caller=67108864", "--gateway-body-read-timeout=2m", "--gateway-connect-timeout=2s",
 		"--gateway-read-header-timeout=5s", "--gateway-idle-timeout=90s", "--gateway-max-header-bytes=65536", "--gateway-access-log",
 		"--gateway-response-header-timeout=10m", "--gateway-stream-idle-timeout=90s",
 		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
