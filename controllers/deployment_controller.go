@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -97,13 +98,19 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 	next := d.Status.DeepCopy()
 	next.ObservedGeneration = d.Generation
-	next.URL = serviceURL(&d)
 	phase, cond, err := r.reconcileServer(ctx, &d, next)
-	if err != nil {
+	if apierrors.IsConflict(err) {
+		// An object of a name the cache had not seen yet: read again shortly.
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	} else if err != nil {
 		return ctrl.Result{}, err
 	}
 	if phase == inferencev1alpha1.PhaseReady {
-		if cond, err = r.reconcileProvider(ctx, &d, next, cond); err != nil {
+		if cond, err = r.reconcileProvider(ctx, &d, next, cond); apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		} else if err != nil {
+			// A Provider of the name made since reconcileServer checked it is reported by the
+			// check of the next attempt.
 			return ctrl.Result{}, err
 		}
 	}
@@ -128,21 +135,66 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	return ctrl.Result{}, nil
 }
 
-// reconcileServer applies the storage, the workload and the Service, then maps the
-// workload's state to a phase.
+// reconcileServer checks that the names of what the Deployment creates are free or its own,
+// applies the storage, the workload and the Service, then maps the workload's state to a
+// phase. An object of one of those names that is someone else's is never written: the
+// Deployment fails, and says so.
 func (r *DeploymentReconciler) reconcileServer(ctx context.Context, d *inferencev1alpha1.Deployment, next *inferencev1alpha1.DeploymentStatus) (inferencev1alpha1.DeploymentPhase, metav1.Condition, error) {
-	steps := []func(context.Context, *inferencev1alpha1.Deployment) error{r.reconcileStorage, r.reconcileWorkload, r.reconcileService}
-	for _, step := range steps {
-		if err := step(ctx, d); err != nil {
-			return "", metav1.Condition{}, err
+	objs, err := r.serverObjects(d)
+	if err != nil {
+		return "", metav1.Condition{}, err
+	}
+	provider, err := r.provider(d)
+	if err != nil {
+		return "", metav1.Condition{}, err
+	}
+	next.URL = "" // until the Service of that address is the Deployment's
+	// Nothing is written while any of the names, the Provider's included, is taken.
+	for _, obj := range append(objs, provider) {
+		if _, err := ownedUID(ctx, r.Client, d, obj); err != nil {
+			return nameTaken(d, err)
 		}
 	}
+	for _, obj := range objs {
+		if err := applyOwned(ctx, r.Client, d, obj); err != nil {
+			return nameTaken(d, err)
+		}
+	}
+	next.URL = serviceURL(d)
 	var workload appsv1.Deployment
-	if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, &workload); err != nil {
+	if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, &workload); client.IgnoreNotFound(err) != nil {
 		return "", metav1.Condition{}, fmt.Errorf("read the model server's apps/v1 Deployment: %w", err)
 	}
+	// Not found: just created, and not in the cache yet. Its creation brings the Deployment back.
 	next.AvailableReplicas = workload.Status.AvailableReplicas
 	return workloadPhase(d, &workload)
+}
+
+// nameTaken reports a *notOwnedError as the Failed phase, with a condition that says what to
+// do; any other error is returned as it is.
+func nameTaken(d *inferencev1alpha1.Deployment, err error) (inferencev1alpha1.DeploymentPhase, metav1.Condition, error) {
+	var taken *notOwnedError
+	if !errors.As(err, &taken) {
+		return "", metav1.Condition{}, err
+	}
+	return inferencev1alpha1.PhaseFailed, readyCondition(metav1.ConditionFalse, inferencev1alpha1.ReasonFailed,
+		taken.Error()+": delete or rename that "+taken.kind+", or give this Deployment another name", d.Generation), nil
+}
+
+// serverObjects are the model server's objects, each with its controller reference to d: the
+// PersistentVolumeClaim when d asks for storage, the apps/v1 Deployment and the Service.
+func (r *DeploymentReconciler) serverObjects(d *inferencev1alpha1.Deployment) ([]client.Object, error) {
+	var objs []client.Object
+	if d.Spec.Storage != nil {
+		objs = append(objs, storage(d))
+	}
+	objs = append(objs, workload(d), service(d))
+	for _, obj := range objs {
+		if err := controllerutil.SetControllerReference(d, obj, r.Scheme); err != nil {
+			return nil, err
+		}
+	}
+	return objs, nil
 }
 
 // workloadPhase maps an apps/v1 Deployment's status to a phase and a Ready condition.
@@ -231,16 +283,14 @@ func selector(d *inferencev1alpha1.Deployment) map[string]string {
 	return map[string]string{LabelDeployment: d.Name}
 }
 
-func (r *DeploymentReconciler) reconcileStorage(ctx context.Context, d *inferencev1alpha1.Deployment) error {
+// storage is the PersistentVolumeClaim of the model cache; d has spec.storage.
+func storage(d *inferencev1alpha1.Deployment) *corev1.PersistentVolumeClaim {
 	s := d.Spec.Storage
-	if s == nil {
-		return nil
-	}
 	mode := s.AccessMode
 	if mode == "" {
 		mode = corev1.ReadWriteOnce
 	}
-	pvc := &corev1.PersistentVolumeClaim{
+	return &corev1.PersistentVolumeClaim{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: labels(d)},
 		Spec: corev1.PersistentVolumeClaimSpec{
@@ -249,14 +299,11 @@ func (r *DeploymentReconciler) reconcileStorage(ctx context.Context, d *inferenc
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: s.Size}},
 		},
 	}
-	if err := controllerutil.SetControllerReference(d, pvc, r.Scheme); err != nil {
-		return err
-	}
-	return apply(ctx, r.Client, pvc)
 }
 
-func (r *DeploymentReconciler) reconcileWorkload(ctx context.Context, d *inferencev1alpha1.Deployment) error {
-	w := &appsv1.Deployment{
+// workload is the apps/v1 Deployment that runs the model server.
+func workload(d *inferencev1alpha1.Deployment) *appsv1.Deployment {
+	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: labels(d)},
 		Spec: appsv1.DeploymentSpec{
@@ -269,10 +316,6 @@ func (r *DeploymentReconciler) reconcileWorkload(ctx context.Context, d *inferen
 			},
 		},
 	}
-	if err := controllerutil.SetControllerReference(d, w, r.Scheme); err != nil {
-		return err
-	}
-	return apply(ctx, r.Client, w)
 }
 
 func startupTimeout(d *inferencev1alpha1.Deployment) time.Duration {
@@ -369,8 +412,9 @@ func storagePath(d *inferencev1alpha1.Deployment) string {
 	}
 }
 
-func (r *DeploymentReconciler) reconcileService(ctx context.Context, d *inferencev1alpha1.Deployment) error {
-	svc := &corev1.Service{
+// service is the model server's Service, of d's name.
+func service(d *inferencev1alpha1.Deployment) *corev1.Service {
+	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: labels(d)},
 		Spec: corev1.ServiceSpec{
@@ -379,24 +423,10 @@ func (r *DeploymentReconciler) reconcileService(ctx context.Context, d *inferenc
 			Ports:    []corev1.ServicePort{{Name: portName, Port: port(d), TargetPort: intstr.FromString(portName), Protocol: corev1.ProtocolTCP}},
 		},
 	}
-	if err := controllerutil.SetControllerReference(d, svc, r.Scheme); err != nil {
-		return err
-	}
-	return apply(ctx, r.Client, svc)
 }
 
-// reconcileProvider creates the Provider of the same name for a ready server, and a
-// ModelEntity for its served model unless one of that name exists.
-func (r *DeploymentReconciler) reconcileProvider(ctx context.Context, d *inferencev1alpha1.Deployment, next *inferencev1alpha1.DeploymentStatus, cond metav1.Condition) (metav1.Condition, error) {
-	var existing inferencev1alpha1.Provider
-	err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, &existing)
-	switch {
-	case err == nil && !metav1.IsControlledBy(&existing, d):
-		return readyCondition(metav1.ConditionFalse, inferencev1alpha1.ReasonFailed,
-			"a Provider named "+d.Name+" exists and does not belong to this Deployment: delete or rename it", d.Generation), nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return cond, err
-	}
+// provider is the Provider of d's server, of d's name, with its controller reference to d.
+func (r *DeploymentReconciler) provider(d *inferencev1alpha1.Deployment) (*inferencev1alpha1.Provider, error) {
 	p := &inferencev1alpha1.Provider{
 		TypeMeta:   metav1.TypeMeta{APIVersion: inferencev1alpha1.GroupVersion.String(), Kind: "Provider"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: map[string]string{LabelManagedBy: "infergate", LabelDeployment: d.Name}},
@@ -408,9 +438,19 @@ func (r *DeploymentReconciler) reconcileProvider(ctx context.Context, d *inferen
 		},
 	}
 	if err := controllerutil.SetControllerReference(d, p, r.Scheme); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// reconcileProvider creates the Provider of the same name for a ready server, and a
+// ModelEntity for its served model unless one of that name exists.
+func (r *DeploymentReconciler) reconcileProvider(ctx context.Context, d *inferencev1alpha1.Deployment, next *inferencev1alpha1.DeploymentStatus, cond metav1.Condition) (metav1.Condition, error) {
+	p, err := r.provider(d)
+	if err != nil {
 		return cond, err
 	}
-	if err := apply(ctx, r.Client, p); err != nil {
+	if err := applyOwned(ctx, r.Client, d, p); err != nil {
 		return cond, err
 	}
 	next.Provider = d.Name
@@ -482,9 +522,11 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha
 			continue
 		}
 		if !metav1.IsControlledBy(obj, d) {
-			continue // not ours: a user's ModelEntity is never touched
+			continue // not ours: someone else's object of the name is never touched
 		}
-		if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+		// The UID makes the deletion fail rather than delete an object that replaced ours.
+		uid := obj.GetUID()
+		if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground), client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -501,18 +543,36 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *inferencev1alpha
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller; the objects it owns bring their owner back.
+// SetupWithManager registers the controller; the objects it owns bring their owner back, and
+// so does the deletion of someone else's object that had the name the Deployment needs.
 func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&inferencev1alpha1.Deployment{}, builder.WithPredicates(predicate.Or[client.Object](
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionStarted()))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&inferencev1alpha1.Provider{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&inferencev1alpha1.ModelEntity{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Named("deployment").
-		Complete(r)
+		Owns(&inferencev1alpha1.ModelEntity{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{}, &inferencev1alpha1.Provider{}} {
+		b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deleted()))
+	}
+	return b.Named("deployment").Complete(r)
+}
+
+// sameName maps an object to the Deployment of its namespace and name, whether there is one or not.
+func sameName(_ context.Context, o client.Object) []ctrl.Request {
+	return []ctrl.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+}
+
+// deleted passes deletions only.
+func deleted() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // deletionStarted passes the update that sets an object's deletion timestamp.

@@ -25,13 +25,17 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/controllers"
 )
 
 func modelServer(ns, name string, engine inferencev1alpha1.Engine, served string) *inferencev1alpha1.Deployment {
@@ -250,5 +254,176 @@ func TestDeploymentThatNeverStartsFails(t *testing.T) {
 	c := readyReason(t, d, inferencev1alpha1.ReasonFailed)
 	if !strings.Contains(c.Message, "has timed out progressing") {
 		t.Errorf("message %q", c.Message)
+	}
+}
+
+// An object of the Deployment's name that it does not control is someone else's: the
+// Deployment reports the conflict and never writes or deletes it, not even when it is deleted.
+func TestDeploymentLeavesObjectsOfItsNameItDoesNotOwnAlone(t *testing.T) {
+	theirs := map[string]string{"app.kubernetes.io/name": "theirs"}
+	tests := []struct {
+		name    string
+		kind    string // as the condition names it
+		obj     func(ns, name string) client.Object
+		storage bool
+	}{
+		{name: "web", kind: "Service", obj: func(ns, name string) client.Object {
+			return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: theirs},
+				Spec: corev1.ServiceSpec{Selector: theirs, Ports: []corev1.ServicePort{{Name: "web", Port: 8000}}}}
+		}},
+		{name: "data", kind: "PersistentVolumeClaim", storage: true, obj: func(ns, name string) client.Object {
+			return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: theirs},
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("10Gi")}}}}
+		}},
+		{name: "app", kind: "apps/v1 Deployment", obj: func(ns, name string) client.Object {
+			return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: theirs},
+				Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: theirs}, Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: theirs}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}}}
+		}},
+		{name: "api", kind: "Provider", obj: func(ns, name string) client.Object {
+			return provider(ns, name, "http://theirs.example:8000", nil)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			ns := namespace(t)
+			other := tt.obj(ns, tt.name)
+			create(t, other)
+			before := snapshotOf(t, other)
+
+			d := modelServer(ns, tt.name, inferencev1alpha1.EngineVLLM, "acme/model")
+			if tt.storage {
+				d.Spec.Storage = &inferencev1alpha1.DeploymentStorage{Size: resource.MustParse("10Gi")}
+			}
+			create(t, d)
+			// Reconciled: the controller has written status for this generation.
+			eventually(t, 20*time.Second, func() error {
+				if err := k8s.Get(ctx(), key(d), d); err != nil {
+					return err
+				}
+				if d.Status.ObservedGeneration != d.Generation || d.Status.Phase == "" {
+					return errorf("deployment %s not reconciled yet: %+v", d.Name, d.Status)
+				}
+				return nil
+			})
+			if after := snapshotOf(t, other); !equality.Semantic.DeepEqual(before, after) {
+				t.Errorf("the %s %s that the Deployment does not own was changed:\nbefore %+v\nafter  %+v", tt.kind, tt.name, before, after)
+			}
+			want := tt.kind + " named " + tt.name + " exists and does not belong to this Deployment"
+			c := meta.FindStatusCondition(d.Status.Conditions, inferencev1alpha1.ConditionReady)
+			if c == nil || c.Reason != string(inferencev1alpha1.ReasonFailed) || !strings.Contains(c.Message, want) ||
+				!strings.Contains(c.Message, "delete or rename that "+tt.kind+", or give this Deployment another name") {
+				t.Errorf("Ready condition %+v, want reason Failed and a message that says %q and what to do", c, want)
+			} else {
+				eventually(t, 20*time.Second, func() error {
+					if !slices.Contains(eventsFor(t, d), string(inferencev1alpha1.ReasonFailed)) {
+						return errorf("no Failed event for deployment %s: %v", d.Name, eventsFor(t, d))
+					}
+					return nil
+				})
+			}
+			if d.Status.Phase != inferencev1alpha1.PhaseFailed || d.Status.URL != "" {
+				t.Errorf("phase %q and URL %q, want phase Failed and no URL: the Deployment serves nothing", d.Status.Phase, d.Status.URL)
+			}
+
+			if err := k8s.Delete(ctx(), d); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 20*time.Second, func() error {
+				if err := k8s.Get(ctx(), key(d), d); !apierrors.IsNotFound(err) {
+					return errorf("deployment %s still there: %v", d.Name, err)
+				}
+				return nil
+			})
+			if after := snapshotOf(t, other); !equality.Semantic.DeepEqual(before, after) {
+				t.Errorf("the %s %s did not survive the Deployment's deletion untouched:\nbefore %+v\nafter  %+v", tt.kind, tt.name, before, after)
+			}
+		})
+	}
+}
+
+// When the object in the way goes, the Deployment takes the name without being edited, and
+// owns what it creates: a field dropped from its spec leaves the object too.
+func TestDeploymentTakesTheNameOnceTheOtherObjectIsGone(t *testing.T) {
+	ns := namespace(t)
+	theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	create(t, theirs)
+	d := modelServer(ns, "web", inferencev1alpha1.EngineVLLM, "acme/model")
+	d.Spec.Env = []corev1.EnvVar{{Name: "KEEP", Value: "1"}, {Name: "DROP", Value: "1"}}
+	create(t, d)
+	readyReason(t, d, inferencev1alpha1.ReasonFailed)
+
+	if err := k8s.Delete(ctx(), theirs); err != nil {
+		t.Fatal(err)
+	}
+	phaseIs(t, d, inferencev1alpha1.PhaseCreated)
+	var svc corev1.Service
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(ctx(), key(d), &svc); err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(&svc, d) || svc.Spec.Selector[controllers.LabelDeployment] != "web" {
+			return errorf("service %s is not the Deployment's: owners %v, selector %v", svc.Name, svc.OwnerReferences, svc.Spec.Selector)
+		}
+		return nil
+	})
+	if d.Status.URL != "http://web."+ns+".svc:8000" {
+		t.Errorf("status URL %q", d.Status.URL)
+	}
+
+	// What the controller created, it alone manages, by server-side apply: a port or an
+	// environment variable dropped from the spec is removed, not left behind.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx(), key(d), d); err != nil {
+			return err
+		}
+		d.Spec.Port = 9000
+		d.Spec.Env = d.Spec.Env[:1]
+		return k8s.Update(ctx(), d)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		var w appsv1.Deployment
+		if err := k8s.Get(ctx(), key(d), &svc); err != nil {
+			return err
+		}
+		if err := k8s.Get(ctx(), key(d), &w); err != nil {
+			return err
+		}
+		var ports []int32
+		for _, p := range svc.Spec.Ports {
+			ports = append(ports, p.Port)
+		}
+		var env []string
+		for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+			env = append(env, e.Name)
+		}
+		if !slices.Equal(ports, []int32{9000}) || !slices.Equal(env, []string{"KEEP"}) {
+			return errorf("service ports %v, want [9000]; env %v, want [KEEP]", ports, env)
+		}
+		return nil
+	})
+}
+
+// snapshotOf reads obj again and returns what someone else's object must keep: its labels,
+// owners, deletion state and spec.
+func snapshotOf(t *testing.T, obj client.Object) map[string]any {
+	t.Helper()
+	if err := k8s.Get(ctx(), key(obj), obj); err != nil {
+		t.Fatalf("read %T %s: %v", obj, obj.GetName(), err)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{
+		"labels":            obj.GetLabels(),
+		"ownerReferences":   obj.GetOwnerReferences(),
+		"deletionTimestamp": obj.GetDeletionTimestamp(),
+		"spec":              u["spec"],
 	}
 }

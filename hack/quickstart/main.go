@@ -285,10 +285,10 @@ spec:
 	}
 
 	// kubectl inference finds the gateway with no flags: its URL is saved for the context.
-	if err := cli.SaveGatewayURL(cliContext, "http://"+*gatewayAddr); err != nil {
+	if err := cli.SaveGatewayURL(kubeconfig, cliContext, "http://"+*gatewayAddr); err != nil {
 		return fmt.Errorf("save the gateway URL for kubectl inference: %w", err)
 	}
-	defer func() { _ = cli.SaveGatewayURL(cliContext, "") }()
+	defer func() { _ = cli.ForgetGatewayURLs(cliContext) }() // a killed earlier run's too
 
 	printUsage(os.Stdout, dir, kubeconfig, assets, token)
 	fmt.Println(readyLine)

@@ -48,7 +48,7 @@ type gatewayFlags struct {
 
 func (g *gatewayFlags) addFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&g.url, "gateway-url", "", "base URL of the gateway, such as http://127.0.0.1:8000 (default: $"+envGatewayURL+", the saved setting of the context, or a port-forward to the gateway in the cluster)")
+	f.StringVar(&g.url, "gateway-url", "", "base URL of the gateway, such as http://127.0.0.1:8000 (default: $"+envGatewayURL+", the setting saved for the context and its API server, or a port-forward to the gateway in the cluster)")
 	f.StringVar(&g.namespace, "gateway-namespace", "", "namespace of the gateway Service to port-forward to (default: wherever it is installed)")
 }
 
@@ -68,7 +68,7 @@ func (f *factory) namespace() (string, error) {
 	return ns, nil
 }
 
-// contextName is the kubeconfig context in use, which keys the saved settings.
+// contextName is the kubeconfig context in use, which keys the saved settings with server.
 func (f *factory) contextName() (string, error) {
 	if f.flags.Context != nil && *f.flags.Context != "" {
 		return *f.flags.Context, nil
@@ -81,6 +81,16 @@ func (f *factory) contextName() (string, error) {
 		return "", fmt.Errorf("the kubeconfig has no current context: set one with kubectl config use-context, or pass --context")
 	}
 	return raw.CurrentContext, nil
+}
+
+// server is the URL of the API server that the context in use talks to, after --server,
+// --cluster and --context.
+func (f *factory) server() (string, error) {
+	cfg, err := f.flags.ToRawKubeConfigLoader().ClientConfig()
+	if err != nil {
+		return "", fmt.Errorf("read the kubeconfig: %w", err)
+	}
+	return serverKey(cfg.Host), nil
 }
 
 func (f *factory) restConfig() (*rest.Config, error) {
@@ -138,14 +148,8 @@ func (f *factory) gatewayURL(ctx context.Context) (url, source string, err error
 	if u := strings.TrimSpace(os.Getenv(envGatewayURL)); u != "" {
 		return strings.TrimRight(u, "/"), "$" + envGatewayURL, nil
 	}
-	if name, err := f.contextName(); err == nil {
-		settings, err := loadSettings()
-		if err != nil {
-			return "", "", err
-		}
-		if u := settings.Contexts[name].GatewayURL; u != "" {
-			return strings.TrimRight(u, "/"), "the setting saved for context " + name + " (" + settingsPath() + ")", nil
-		}
+	if u, source, err := f.savedGatewayURL(); err != nil || u != "" {
+		return u, source, err
 	}
 	cs, cfg, err := f.clientset()
 	if err != nil {

@@ -90,14 +90,8 @@ func (o *getURLOptions) base(ctx context.Context) (string, error) {
 	if u := strings.TrimSpace(os.Getenv(envGatewayURL)); u != "" {
 		return strings.TrimRight(u, "/"), nil
 	}
-	if name, err := o.f.contextName(); err == nil {
-		s, err := loadSettings()
-		if err != nil {
-			return "", err
-		}
-		if u := s.Contexts[name].GatewayURL; u != "" {
-			return strings.TrimRight(u, "/"), nil
-		}
+	if u, _, err := o.f.savedGatewayURL(); err != nil || u != "" {
+		return u, err
 	}
 	cs, _, err := o.f.clientset()
 	if err != nil {

@@ -78,10 +78,10 @@ chat with a model entity or a provider, raw calls to the model and provider rout
 URLs to give an OpenAI SDK.
 
 The gateway is found from --gateway-url, else $INFERGATE_GATEWAY_URL, else the setting saved for
-the current context (kubectl inference config set --gateway-url ...), else in the cluster: its
-Service, reached through a port-forward to a ready gateway pod. When the gateway authenticates
-callers, requests carry --token, else $INFERGATE_TOKEN, else the current context's token (or
-its exec credential plugin's).`,
+the current context and the API server it talks to (kubectl inference config set --gateway-url
+...), else in the cluster: its Service, reached through a port-forward to a ready gateway pod.
+When the gateway authenticates callers, requests carry --token, else $INFERGATE_TOKEN, else the
+current context's token (or its exec credential plugin's).`,
 		Example: `  # The models that the gateway routes in the current namespace, and those it does not.
   kubectl inference models list --all
 

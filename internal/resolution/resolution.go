@@ -102,9 +102,19 @@ func AuthHeader(p *inferencev1alpha1.Provider, key string) (name, value string) 
 	return "Authorization", "Bearer " + key
 }
 
-// ProviderReady reports whether a provider's Ready condition is True.
+// ProviderReady reports whether a provider may receive traffic: its Ready condition is True,
+// and both its status and that condition are of its current generation. A Provider whose spec
+// changed (a new URL, Service or key) is not ready until the controller has probed the new
+// spec: its key must not travel to an address nobody has checked.
 func ProviderReady(p *inferencev1alpha1.Provider) bool {
-	return meta.IsStatusConditionTrue(p.Status.Conditions, inferencev1alpha1.ConditionReady)
+	c := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && probedCurrentSpec(p, c)
+}
+
+// probedCurrentSpec reports whether the status and the Ready condition c were written for
+// the provider's current generation.
+func probedCurrentSpec(p *inferencev1alpha1.Provider, c *metav1.Condition) bool {
+	return p.Status.ObservedGeneration == p.Generation && c.ObservedGeneration == p.Generation
 }
 
 // RoutingChanged reports whether a Provider update can change routing: a new spec, a change of
@@ -236,8 +246,13 @@ func (ix *Index) check(e *inferencev1alpha1.ModelEntity, b Backend) (bool, infer
 		return false, inferencev1alpha1.ReasonProviderNotFound, "provider " + id + " does not exist"
 	}
 	if !ProviderReady(p) {
+		c := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionReady)
 		reason := "not Ready"
-		if c := meta.FindStatusCondition(p.Status.Conditions, inferencev1alpha1.ConditionReady); c != nil && c.Reason != "" {
+		switch {
+		case c != nil && !probedCurrentSpec(p, c):
+			return false, inferencev1alpha1.ReasonNoReadyProvider, fmt.Sprintf("provider %s has not been probed since its spec changed "+
+				"(generation %d); it is used once the manager has probed it and found it Ready", id, p.Generation)
+		case c != nil && c.Reason != "":
 			reason = c.Reason
 		}
 		return false, inferencev1alpha1.ReasonNoReadyProvider, "provider " + id + " is " + reason

@@ -114,3 +114,45 @@ func TestProviderURL(t *testing.T) {
 		t.Errorf("URL %q", got)
 	}
 }
+
+// Readiness counts only from a probe of the provider's current spec: a Ready condition of an
+// earlier generation, or a status that has not caught up, is not ready.
+func TestProviderReadyNeedsAProbeOfTheCurrentGeneration(t *testing.T) {
+	ready := func(generation, observed, conditionObserved int64, status metav1.ConditionStatus) *inferencev1alpha1.Provider {
+		p := &inferencev1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "p", Generation: generation}}
+		p.Status.ObservedGeneration = observed
+		p.Status.Models = []string{"m"}
+		p.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: status, Reason: "Ready", ObservedGeneration: conditionObserved}}
+		return p
+	}
+	tests := []struct {
+		name string
+		p    *inferencev1alpha1.Provider
+		want bool
+	}{
+		{"Ready, probed at the current generation", ready(2, 2, 2, metav1.ConditionTrue), true},
+		{"spec changed since the probe", ready(2, 1, 1, metav1.ConditionTrue), false},
+		{"status caught up, the Ready condition did not", ready(2, 2, 1, metav1.ConditionTrue), false},
+		{"the Ready condition is newer than the status", ready(2, 1, 2, metav1.ConditionTrue), false},
+		{"not Ready at the current generation", ready(2, 2, 2, metav1.ConditionFalse), false},
+		{"never probed", &inferencev1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Generation: 1}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ProviderReady(tt.p); got != tt.want {
+				t.Errorf("ProviderReady = %v, want %v", got, tt.want)
+			}
+			ix := NewIndex([]inferencev1alpha1.Provider{*tt.p}, nil, "system", true)
+			if got := len(ix.Resolve(ent("team", "m"))) == 1; got != tt.want {
+				t.Errorf("used implicitly: %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	// Listed explicitly, a provider whose spec changed says why it is not used.
+	stale := ready(2, 1, 1, metav1.ConditionTrue)
+	bs := NewIndex([]inferencev1alpha1.Provider{*stale}, nil, "system", true).Resolve(ent("team", "m", inferencev1alpha1.ProviderReference{Name: "p"}))
+	if bs[0].Ready || bs[0].Reason != inferencev1alpha1.ReasonNoReadyProvider || !strings.Contains(bs[0].Message, "has not been probed since its spec changed (generation 2)") {
+		t.Errorf("listed, spec changed: %+v", bs[0])
+	}
+}

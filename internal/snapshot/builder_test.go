@@ -109,3 +109,117 @@ func TestFailedBuildIsRetried(t *testing.T) {
 		t.Errorf("infergate_routing_table_builds_total = %v, want a build at least", got)
 	}
 }
+
+// A Provider whose spec changed is not routed to, with its key, before a probe of that spec:
+// readiness counts only from a status of the Provider's current generation. No controller
+// runs here: the test writes status as the Provider controller would.
+func TestChangedProviderIsNotRoutedToBeforeItIsProbed(t *testing.T) {
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	const served = "meta/llama-3.1-8b-instruct"
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "key"}, StringData: map[string]string{"key": "sk-team"}},
+		&inferencev1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "nim"}, Spec: inferencev1alpha1.ProviderSpec{
+			URL: "https://nim.example.com", APIKeySecretRef: &inferencev1alpha1.SecretKeyReference{Name: "key", Key: "key"}}},
+		&inferencev1alpha1.ModelEntity{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "llama"},
+			Spec: inferencev1alpha1.ModelEntitySpec{ServedModelName: served}},
+	} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	informers, err := cache.New(env.Config, cache.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	store := routing.NewStore()
+	b := &snapshot.Builder{Cache: informers, Store: store, SystemWorkspace: "system", Log: logr.Discard()}
+	go func() { _ = b.Start(ctx) }()
+
+	var p inferencev1alpha1.Provider
+	read := func() {
+		t.Helper()
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: "team", Name: "nim"}, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// probed writes status as a probe of the given generation that succeeded would.
+	probed := func(generation int64) {
+		t.Helper()
+		read()
+		p.Status.ObservedGeneration = generation
+		p.Status.Models = []string{served}
+		p.Status.Conditions = []metav1.Condition{{Type: inferencev1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+			Reason: string(inferencev1alpha1.ReasonReady), Message: "probed", ObservedGeneration: generation, LastTransitionTime: metav1.Now()}}
+		if err := k8s.Status().Update(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// table waits until the routing table has the provider at url, and reports whether the
+	// provider and the entity are routable there.
+	table := func(url string) (providerReady, entityRoutable bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			tbl := store.Load()
+			if rp, ok := tbl.Provider("team", "nim"); ok && rp.URL.String() == url {
+				e, ok := tbl.Entity("team", "llama")
+				return rp.Ready, ok && len(e.Backends) > 0
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the routing table never had provider team/nim at %s", url)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// eventuallyRoutable waits until the provider at url is routable.
+	eventuallyRoutable := func(url string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if ready, routable := table(url); ready && routable {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("provider team/nim at %s never became routable", url)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	read()
+	if p.Generation != 1 {
+		t.Fatalf("generation %d, want 1", p.Generation)
+	}
+	probed(1)
+	eventuallyRoutable("https://nim.example.com")
+
+	// A new URL: generation 2, and the status still of generation 1.
+	read()
+	p.Spec.URL = "https://elsewhere.example.com"
+	if err := k8s.Update(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	if p.Generation != 2 || p.Status.ObservedGeneration != 1 {
+		t.Fatalf("generation %d, observed %d: want 2 and 1", p.Generation, p.Status.ObservedGeneration)
+	}
+	if ready, routable := table("https://elsewhere.example.com"); ready || routable {
+		t.Errorf("before a probe of its new URL: provider ready %v, entity routable %v; want neither", ready, routable)
+	}
+
+	probed(2)
+	eventuallyRoutable("https://elsewhere.example.com")
+}
