@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,7 +90,9 @@ type Options struct {
 	// OutageGrace is how long past their cache TTL the API server's last answers for a token
 	// and for a decision keep being used while it cannot be asked (unreachable, timing out,
 	// overloaded), counted from when it gave them; 0: none, an outage gives errors once the
-	// caches expire. A token the API server refuses is forgotten at once.
+	// caches expire. Any other answer of the API server replaces the last one at once: a
+	// token it refuses (also with status.error set, as for a deleted ServiceAccount's) or a
+	// review it refuses is not accepted again in a later outage.
 	OutageGrace time.Duration
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
@@ -219,11 +222,13 @@ func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allow
 				ttl = c.allowTTL
 			}
 			c.known.record(a, decision, reason, ttl)
-		case err != nil:
+		case outage(err):
 			if last, ok := c.known.last(a); ok {
 				c.metrics.outageAnswer(stepAuthorization)
 				decision, reason, err = last.decision, last.reason, nil
 			}
+		case err != nil:
+			c.known.forget(a) // an answer, if not a decision: the last one no longer holds
 		}
 	}
 	switch {
@@ -239,24 +244,40 @@ func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allow
 	}
 }
 
-// unavailable reports whether err says that the API server could not answer (unreachable,
-// timed out, overloaded, or refusing the manager itself), rather than that it refused a token.
-// A refused token comes back as the plain error text of the review's status.
+// unavailable reports whether err says that the API server could not answer for a token or a
+// request (an outage, or a refusal of the manager's own review: its credentials or rights),
+// rather than that it refused a token. A refused token comes back as the plain error text of
+// the review's status.
 func unavailable(err error) bool {
+	var apiStatus apierrors.APIStatus
+	return outage(err) || someError(err, func(e error) bool { return errors.As(e, &apiStatus) })
+}
+
+// outage reports whether err says that the API server gave no answer: it could not be
+// reached, timed out, or said it is overloaded (429, 5xx). Only then may its last answers
+// stand in for a new one. Any other error is an answer, such as a refused token's status.error
+// or a refusal of the manager's own review, and replaces the last one.
+func outage(err error) bool {
+	return someError(err, func(e error) bool {
+		var (
+			netErr    net.Error
+			urlErr    *url.Error
+			apiStatus apierrors.APIStatus
+		)
+		if errors.As(e, &apiStatus) {
+			code := apiStatus.Status().Code
+			return code == http.StatusTooManyRequests || code >= http.StatusInternalServerError
+		}
+		return errors.As(e, &netErr) || errors.As(e, &urlErr) ||
+			errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled)
+	})
+}
+
+// someError reports whether is holds for err or, when err is an aggregate, one of its errors.
+func someError(err error, is func(error) bool) bool {
 	var agg utilerrors.Aggregate
 	if errors.As(err, &agg) {
-		for _, e := range agg.Errors() {
-			if unavailable(e) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(agg.Errors(), func(e error) bool { return someError(e, is) })
 	}
-	var (
-		netErr    net.Error
-		urlErr    *url.Error
-		apiStatus apierrors.APIStatus
-	)
-	return errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.As(err, &apiStatus) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return err != nil && is(err)
 }

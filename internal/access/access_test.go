@@ -299,7 +299,8 @@ func (p *partition) cut() {
 
 // While the API server cannot be asked, the last answers it gave are used for their TTL plus
 // the outage grace; answers it never gave are errors. (A token it has since refused is
-// forgotten: see outage_test.go, since the API server caches its own token answers for 10 s.)
+// forgotten: see outage_test.go and the gateway's TestRevokedTokenStaysRevokedInAnOutage,
+// since the API server caches its own token answers for 10 s.)
 func TestOutageGraceKeepsTheLastAnswers(t *testing.T) {
 	ctx := context.Background()
 	token := serviceAccount(t, "outage", "app")
@@ -362,5 +363,71 @@ func TestOutageGraceKeepsTheLastAnswers(t *testing.T) {
 	}
 	if allowed, _, err := checker.Authorize(ctx, call("create")); allowed || err == nil {
 		t.Errorf("past the grace: allowed %v, err %v; want an error", allowed, err)
+	}
+}
+
+// A decision the API server answers with an error is forgotten, as a refused token is: when the
+// manager may no longer review access (its own review is refused, 403), an allow it was given
+// before is not used in its stead, neither then nor in a later outage.
+func TestOutageGraceForgetsADecisionAnsweredWithAnError(t *testing.T) {
+	ctx := context.Background()
+	const ns = "review-refused"
+	token := serviceAccount(t, ns, "app")
+	reviewerToken := serviceAccount(t, ns, "reviewer")
+	rbac := clientset.RbacV1()
+	if _, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "call"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "call"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "call"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "app", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The reviewer has the manager's rights for the gateway, and nothing more.
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ns},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reviewer", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	p, through := newPartition(t)
+	asReviewer := rest.AnonymousClientConfig(through)
+	asReviewer.BearerToken = reviewerToken
+	const ttl = 100 * time.Millisecond
+	checker, _ := newChecker(t, asReviewer, access.Options{TokenCacheTTL: ttl, AllowCacheTTL: ttl, DenyCacheTTL: ttl, OutageGrace: 10 * time.Minute})
+	call := authorizer.AttributesRecord{User: caller(t, token), Verb: "create", Namespace: ns, APIGroup: "inference.infergate.dev",
+		Resource: "modelentities", Subresource: "proxy", Name: "llama", ResourceRequest: true}
+	if allowed, _, err := checker.Authorize(ctx, call); !allowed || err != nil {
+		t.Fatalf("allowed %v, err %v; want allowed", allowed, err)
+	}
+
+	if err := rbac.ClusterRoleBindings().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second) // the decision cache, and RBAC reaching the API server's authorizer
+	for {
+		allowed, _, err := checker.Authorize(ctx, call)
+		if allowed {
+			if time.Now().After(deadline) {
+				t.Fatal("still allowed 20 s after the manager lost the right to review access")
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err == nil {
+			t.Fatal("denied without an error: the API server refused the review, it did not deny the request")
+		}
+		break
+	}
+
+	p.cut()
+	if allowed, _, err := checker.Authorize(ctx, call); allowed || err == nil {
+		t.Errorf("in an outage after the review was refused: allowed %v, err %v; want an error", allowed, err)
 	}
 }

@@ -86,13 +86,16 @@ func (o *outageTokens) AuthenticateToken(ctx context.Context, token string) (*au
 	switch {
 	case err == nil && ok:
 		o.known.tokens.Add(key, resp, o.ttl+o.known.grace)
-	case err == nil:
-		o.known.tokens.Remove(key) // refused now: a revoked token must not come back in an outage
-	case unavailable(err):
+	case outage(err):
 		if last, found := o.known.tokens.Get(key); found {
 			o.onStale()
 			return last.(*authenticator.Response), true, nil
 		}
+	default:
+		// Refused now, with or without an error (a deleted ServiceAccount's token comes back
+		// with status.error set), or the review itself was refused: a revoked token must not
+		// come back in an outage.
+		o.known.tokens.Remove(key)
 	}
 	return resp, ok, err
 }
@@ -107,6 +110,9 @@ type decision struct {
 func (l *lastKnown) record(a authorizer.Attributes, d authorizer.Decision, reason string, ttl time.Duration) {
 	l.decisions.Add(attributesKey(a), decision{d, reason}, ttl+l.grace)
 }
+
+// forget drops the last answer for a: the API server has answered since with an error.
+func (l *lastKnown) forget(a authorizer.Attributes) { l.decisions.Remove(attributesKey(a)) }
 
 // last returns the last answer the API server gave for a, if it is still kept.
 func (l *lastKnown) last(a authorizer.Attributes) (decision, bool) {
