@@ -16,13 +16,14 @@ limitations under the License.
 
 // Package access decides who may call the gateway, the Kubernetes way: a caller's bearer token
 // is checked with a TokenReview and each request with a SubjectAccessReview, both answered by
-// the cluster's API server. It uses k8s.io/apiserver's delegating authenticator and authorizer
-// with their caches (token answers for TokenCacheTTL, allowed and denied decisions for
-// AllowCacheTTL and DenyCacheTTL), the machinery of kube-rbac-proxy and controller-runtime's
-// secure metrics filter.
+// the cluster's API server. It uses k8s.io/apiserver's delegating authenticator and authorizer,
+// the machinery of kube-rbac-proxy and controller-runtime's secure metrics filter: token
+// answers are cached for TokenCacheTTL by the authenticator's cache, allowed and denied
+// decisions for AllowCacheTTL and DenyCacheTTL by this package's (see decider).
 //
 // Tokens are never logged, counted by value or kept: the token cache keys on an HMAC of the
-// token, and decisions are keyed on the user's name, groups and extra attributes.
+// token, and decisions are keyed on the caller's identity (user name, UID, groups and extra
+// attributes but the per-token credential id) and what is asked.
 package access
 
 import (
@@ -48,10 +49,8 @@ import (
 	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	webhooktoken "k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -105,12 +104,9 @@ type Options struct {
 // Checker authenticates and authorizes gateway requests against the API server.
 type Checker struct {
 	authn     authenticator.Request
-	authz     authorizer.Authorizer
 	audiences authenticator.Audiences
 	metrics   *metrics
-	// known keeps the last answers for outages (Options.OutageGrace); nil without a grace.
-	known             *lastKnown
-	allowTTL, denyTTL time.Duration
+	requests  *decider
 }
 
 // New returns a Checker that sends its reviews with cfg's credentials, which must allow
@@ -136,7 +132,7 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 		known = newLastKnown(opts.OutageGrace)
 	}
 
-	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview))
+	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview, requestReviewQPS, requestReviewBurst))
 	if err != nil {
 		return nil, fmt.Errorf("token review client: %w", err)
 	}
@@ -157,29 +153,22 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 	cached := tokencache.New(tokens, false, opts.TokenCacheTTL, opts.TokenCacheTTL)
 	authn := group.NewAuthenticatedGroupAdder(unionauth.New(bearertoken.New(cached), websocket.NewProtocolAuthenticator(cached)))
 
-	accessReviews, err := authorizationv1.NewForConfig(reviewConfig(cfg, m, kindAccessReview))
+	requests, err := newDecider(reviewConfig(cfg, m, kindAccessReview, requestReviewQPS, requestReviewBurst), opts, m, 0)
 	if err != nil {
-		return nil, fmt.Errorf("subject access review client: %w", err)
+		return nil, err
 	}
-	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
-		SubjectAccessReviewClient: accessReviews,
-		AllowCacheTTL:             opts.AllowCacheTTL,
-		DenyCacheTTL:              opts.DenyCacheTTL,
-		WebhookRetryBackoff:       &retryBackoff,
-	}.New()
-	if err != nil {
-		return nil, fmt.Errorf("authorizer: %w", err)
-	}
-	return &Checker{authn: authn, authz: authz, audiences: opts.Audiences, metrics: m,
-		known: known, allowTTL: opts.AllowCacheTTL, denyTTL: opts.DenyCacheTTL}, nil
+	return &Checker{authn: authn, audiences: opts.Audiences, metrics: m, requests: requests}, nil
 }
 
-// reviewConfig is cfg for one kind of review: its own rate limit, high enough that listing
-// models one entity at a time is not held back by the manager's controller limit, and a
-// transport that counts the reviews and tells a request that its decision was not cached.
-func reviewConfig(cfg *rest.Config, m *metrics, kind string) *rest.Config {
+// Client-side rate limit of the reviews, each kind with its own: high enough that listing
+// models one entity at a time is not held back by the manager's controller limit.
+const requestReviewQPS, requestReviewBurst = 1000, 2000
+
+// reviewConfig is cfg for one kind of review, with its own rate limit, and a transport that
+// counts the reviews.
+func reviewConfig(cfg *rest.Config, m *metrics, kind string, qps float32, burst int) *rest.Config {
 	c := rest.CopyConfig(cfg)
-	c.QPS, c.Burst = 1000, 2000
+	c.QPS, c.Burst = qps, burst
 	c.Timeout = reviewTimeout
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return &reviewTransport{next: rt, kind: kind, metrics: m}
@@ -211,26 +200,11 @@ func (c *Checker) Authenticate(r *http.Request) (u user.Info, ok bool, err error
 // Authorize reports whether a may be done. reason is the authorizer's explanation, often
 // empty. err is set when the API server could not be asked: that is never an allow.
 func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
-	rc := &reviewContext{Context: ctx}
-	decision, reason, err := c.authz.Authorize(rc, a)
-	c.metrics.cachedDecision(!rc.sent.Load())
-	if c.known != nil {
-		switch {
-		case err == nil && rc.sent.Load():
-			ttl := c.denyTTL
-			if decision == authorizer.DecisionAllow {
-				ttl = c.allowTTL
-			}
-			c.known.record(a, decision, reason, ttl)
-		case outage(err):
-			if last, ok := c.known.last(a); ok {
-				c.metrics.outageAnswer(stepAuthorization)
-				decision, reason, err = last.decision, last.reason, nil
-			}
-		case err != nil:
-			c.known.forget(a) // an answer, if not a decision: the last one no longer holds
-		}
-	}
+	return c.decided(c.requests.authorize(ctx, a))
+}
+
+// decided counts a decision and tells an allow from the rest.
+func (c *Checker) decided(decision authorizer.Decision, reason string, err error) (bool, string, error) {
 	switch {
 	case err != nil:
 		c.metrics.decide(stepAuthorization, decisionError)

@@ -199,6 +199,36 @@ func TestAuthorizeFollowsRBAC(t *testing.T) {
 	}
 }
 
+// Fresh tokens of one ServiceAccount, each with its own credential id, share the decisions of
+// their identity: a caller minting tokens does not make a review per request.
+func TestFreshTokensShareDecisions(t *testing.T) {
+	const ns = "fresh-tokens"
+	checker, reg := newChecker(t, cfg, access.Options{})
+	ids := map[string]bool{}
+	for i := range 3 {
+		u, ok, err := checker.Authenticate(bearer(serviceAccount(t, ns, "app")))
+		if !ok || err != nil {
+			t.Fatalf("authenticate token %d: %v %v", i, ok, err)
+		}
+		if id := u.GetExtra()[user.CredentialIDKey]; len(id) == 1 {
+			ids[id[0]] = true
+		}
+		for _, name := range []string{"", "llama"} {
+			allowed, _, err := checker.Authorize(context.Background(), authorizer.AttributesRecord{User: u, Verb: "get", Namespace: ns,
+				APIGroup: "inference.infergate.dev", Resource: "modelentities", Subresource: "proxy", Name: name, ResourceRequest: true})
+			if allowed || err != nil {
+				t.Fatalf("token %d, name %q: allowed %v, err %v; want denied", i, name, allowed, err)
+			}
+		}
+	}
+	if len(ids) != 3 {
+		t.Fatalf("credential ids %v: want 3 tokens that differ in theirs", ids)
+	}
+	if v := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "SubjectAccessReview"); v != 2 {
+		t.Errorf("%v SubjectAccessReviews for 3 tokens of one ServiceAccount asking the same 2 things, want 2", v)
+	}
+}
+
 // An API server that cannot be reached is an error, never an allow nor a refused token.
 func TestUnreachableAPIServer(t *testing.T) {
 	token := serviceAccount(t, "unreachable", "app")

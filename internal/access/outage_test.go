@@ -136,3 +136,20 @@ func TestAttributesKeyTellsRequestsApart(t *testing.T) {
 		seen[k] = name
 	}
 }
+
+// Fresh tokens of one ServiceAccount differ only in their credential id: one identity, one key.
+func TestAttributesKeyIgnoresTheCredentialID(t *testing.T) {
+	withID := func(id string) string {
+		u := &user.DefaultInfo{Name: "system:serviceaccount:team:app", UID: "0b9c", Groups: []string{"system:serviceaccounts"},
+			Extra: map[string][]string{user.CredentialIDKey: {id}, "authentication.kubernetes.io/pod-name": {"app-1"}}}
+		return attributesKey(attrs{user: u, verb: "get", ns: "team", resource: "modelentities", sub: "proxy", name: "llama"}.record())
+	}
+	if withID("JTI=one") != withID("JTI=two") {
+		t.Error("two tokens of one identity have different keys")
+	}
+	without := attributesKey(attrs{user: &user.DefaultInfo{Name: "system:serviceaccount:team:app", UID: "0b9c", Groups: []string{"system:serviceaccounts"},
+		Extra: map[string][]string{"authentication.kubernetes.io/pod-name": {"app-1"}}}, verb: "get", ns: "team", resource: "modelentities", sub: "proxy", name: "llama"}.record())
+	if without != withID("JTI=one") {
+		t.Error("a user without a credential id has another key than the same user with one")
+	}
+}
