@@ -106,7 +106,9 @@ type Checker struct {
 	authn     authenticator.Request
 	audiences authenticator.Audiences
 	metrics   *metrics
-	requests  *decider
+	// requests decides the requests; lists, the per-entity reviews of model lists, apart so
+	// that they cannot crowd out the others (see AuthorizeListed).
+	requests, lists *decider
 }
 
 // New returns a Checker that sends its reviews with cfg's credentials, which must allow
@@ -157,12 +159,25 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Checker{authn: authn, audiences: opts.Audiences, metrics: m, requests: requests}, nil
+	lists, err := newDecider(reviewConfig(cfg, m, kindAccessReview, listReviewQPS, listReviewBurst), opts, m, listReviewsInFlight)
+	if err != nil {
+		return nil, err
+	}
+	return &Checker{authn: authn, audiences: opts.Audiences, metrics: m, requests: requests, lists: lists}, nil
 }
 
-// Client-side rate limit of the reviews, each kind with its own: high enough that listing
-// models one entity at a time is not held back by the manager's controller limit.
-const requestReviewQPS, requestReviewBurst = 1000, 2000
+// Client-side rate limits of the reviews, each kind and lane with its own: those of requests
+// high enough that they are not held back by the manager's controller limit.
+const (
+	requestReviewQPS, requestReviewBurst = 1000, 2000
+	// The per-entity reviews of model lists have a lane of their own (AuthorizeListed), with
+	// a lower rate and at most listReviewsInFlight at once, whatever the number of callers,
+	// tokens or ServiceAccounts asking: a flood of model lists slows model lists down, never
+	// the reviews of other requests. Their answers are cached by the caller's identity, as
+	// all decisions are: a caller who lists again within the TTLs costs none.
+	listReviewQPS, listReviewBurst = 100, 200
+	listReviewsInFlight            = 32
+)
 
 // reviewConfig is cfg for one kind of review, with its own rate limit, and a transport that
 // counts the reviews.
@@ -201,6 +216,14 @@ func (c *Checker) Authenticate(r *http.Request) (u user.Info, ok bool, err error
 // empty. err is set when the API server could not be asked: that is never an allow.
 func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
 	return c.decided(c.requests.authorize(ctx, a))
+}
+
+// AuthorizeListed is Authorize for the reviews that a model list makes per entity: they have
+// a lane of their own (client, rate limit, reviews in flight, caches), so that however many
+// of them callers cause, the reviews of other requests neither wait behind them nor lose their
+// cached decisions to them.
+func (c *Checker) AuthorizeListed(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
+	return c.decided(c.lists.authorize(ctx, a))
 }
 
 // decided counts a decision and tells an allow from the rest.

@@ -17,6 +17,7 @@ limitations under the License.
 package access_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -227,6 +228,98 @@ func TestFreshTokensShareDecisions(t *testing.T) {
 	if v := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "SubjectAccessReview"); v != 2 {
 		t.Errorf("%v SubjectAccessReviews for 3 tokens of one ServiceAccount asking the same 2 things, want 2", v)
 	}
+}
+
+// The per-entity reviews of model lists have a lane of their own: at most ListReviewsInFlight
+// of them at once, however many are asked for, and while that lane is full, the reviews of
+// other requests go through.
+func TestListReviewsHaveALaneOfTheirOwn(t *testing.T) {
+	const ns = "list-lane"
+	u := caller(t, serviceAccount(t, ns, "app"))
+	gate := &heldReviews{release: make(chan struct{})}
+	held := rest.CopyConfig(cfg)
+	held.Wrap(func(rt http.RoundTripper) http.RoundTripper { return heldTransport{gate, rt} })
+	checker, _ := newChecker(t, held, access.Options{})
+	get := func(name string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: u, Verb: "get", Namespace: ns, APIGroup: "inference.infergate.dev",
+			Resource: "modelentities", Subresource: "proxy", Name: name, ResourceRequest: true}
+	}
+
+	const listed = 3 * access.ListReviewsInFlight
+	var wg sync.WaitGroup
+	for i := range listed {
+		wg.Go(func() {
+			if allowed, _, err := checker.AuthorizeListed(context.Background(), get(fmt.Sprintf("held-%d", i))); allowed || err != nil {
+				t.Errorf("listed review %d: allowed %v, err %v; want denied", i, allowed, err)
+			}
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for gate.inFlight() < access.ListReviewsInFlight {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listed reviews in flight after 30 s, want %d", gate.inFlight(), access.ListReviewsInFlight)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The list lane is full: a request's review still goes through.
+	if allowed, _, err := checker.Authorize(context.Background(), get("llama")); allowed || err != nil {
+		t.Errorf("a request's review while the list lane is full: allowed %v, err %v; want denied", allowed, err)
+	}
+	close(gate.release)
+	wg.Wait()
+	if most := gate.most(); most != access.ListReviewsInFlight {
+		t.Errorf("at most %d listed reviews in flight, want %d", most, access.ListReviewsInFlight)
+	}
+}
+
+// heldReviews holds the SubjectAccessReviews of entities named held-… until release is closed,
+// and counts those in flight.
+type heldReviews struct {
+	release chan struct{}
+	mu      sync.Mutex
+	now, mx int
+}
+
+type heldTransport struct {
+	*heldReviews
+	next http.RoundTripper
+}
+
+func (h heldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil {
+		return h.next.RoundTrip(r)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !bytes.Contains(body, []byte(`"name":"held-`)) {
+		return h.next.RoundTrip(r)
+	}
+	h.mu.Lock()
+	h.now++
+	h.mx = max(h.mx, h.now)
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.now--
+		h.mu.Unlock()
+	}()
+	<-h.release
+	return h.next.RoundTrip(r)
+}
+
+func (h *heldReviews) inFlight() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.now
+}
+
+func (h *heldReviews) most() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mx
 }
 
 // An API server that cannot be reached is an error, never an allow nor a refused token.
