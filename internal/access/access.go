@@ -16,13 +16,14 @@ limitations under the License.
 
 // Package access decides who may call the gateway, the Kubernetes way: a caller's bearer token
 // is checked with a TokenReview and each request with a SubjectAccessReview, both answered by
-// the cluster's API server. It uses k8s.io/apiserver's delegating authenticator and authorizer
-// with their caches (token answers for TokenCacheTTL, allowed and denied decisions for
-// AllowCacheTTL and DenyCacheTTL), the machinery of kube-rbac-proxy and controller-runtime's
-// secure metrics filter.
+// the cluster's API server. It uses k8s.io/apiserver's delegating authenticator and authorizer,
+// the machinery of kube-rbac-proxy and controller-runtime's secure metrics filter: token
+// answers are cached for TokenCacheTTL by the authenticator's cache, allowed and denied
+// decisions for AllowCacheTTL and DenyCacheTTL by this package's (see decider).
 //
 // Tokens are never logged, counted by value or kept: the token cache keys on an HMAC of the
-// token, and decisions are keyed on the user's name, groups and extra attributes.
+// token, and decisions are keyed on the caller's identity (user name, UID, groups and extra
+// attributes but the per-token credential id) and what is asked.
 package access
 
 import (
@@ -32,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,10 +49,8 @@ import (
 	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	webhooktoken "k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -89,7 +89,9 @@ type Options struct {
 	// OutageGrace is how long past their cache TTL the API server's last answers for a token
 	// and for a decision keep being used while it cannot be asked (unreachable, timing out,
 	// overloaded), counted from when it gave them; 0: none, an outage gives errors once the
-	// caches expire. A token the API server refuses is forgotten at once.
+	// caches expire. Any other answer of the API server replaces the last one at once: a
+	// token it refuses (also with status.error set, as for a deleted ServiceAccount's) or a
+	// review it refuses is not accepted again in a later outage.
 	OutageGrace time.Duration
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
@@ -102,12 +104,11 @@ type Options struct {
 // Checker authenticates and authorizes gateway requests against the API server.
 type Checker struct {
 	authn     authenticator.Request
-	authz     authorizer.Authorizer
 	audiences authenticator.Audiences
 	metrics   *metrics
-	// known keeps the last answers for outages (Options.OutageGrace); nil without a grace.
-	known             *lastKnown
-	allowTTL, denyTTL time.Duration
+	// requests decides the requests; lists, the per-entity reviews of model lists, apart so
+	// that they cannot crowd out the others (see AuthorizeListed).
+	requests, lists *decider
 }
 
 // New returns a Checker that sends its reviews with cfg's credentials, which must allow
@@ -133,7 +134,7 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 		known = newLastKnown(opts.OutageGrace)
 	}
 
-	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview))
+	tokenReviews, err := authenticationv1.NewForConfig(reviewConfig(cfg, m, kindTokenReview, requestReviewQPS, requestReviewBurst))
 	if err != nil {
 		return nil, fmt.Errorf("token review client: %w", err)
 	}
@@ -154,29 +155,35 @@ func New(cfg *rest.Config, opts Options) (*Checker, error) {
 	cached := tokencache.New(tokens, false, opts.TokenCacheTTL, opts.TokenCacheTTL)
 	authn := group.NewAuthenticatedGroupAdder(unionauth.New(bearertoken.New(cached), websocket.NewProtocolAuthenticator(cached)))
 
-	accessReviews, err := authorizationv1.NewForConfig(reviewConfig(cfg, m, kindAccessReview))
+	requests, err := newDecider(reviewConfig(cfg, m, kindAccessReview, requestReviewQPS, requestReviewBurst), opts, m, 0)
 	if err != nil {
-		return nil, fmt.Errorf("subject access review client: %w", err)
+		return nil, err
 	}
-	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
-		SubjectAccessReviewClient: accessReviews,
-		AllowCacheTTL:             opts.AllowCacheTTL,
-		DenyCacheTTL:              opts.DenyCacheTTL,
-		WebhookRetryBackoff:       &retryBackoff,
-	}.New()
+	lists, err := newDecider(reviewConfig(cfg, m, kindAccessReview, listReviewQPS, listReviewBurst), opts, m, listReviewsInFlight)
 	if err != nil {
-		return nil, fmt.Errorf("authorizer: %w", err)
+		return nil, err
 	}
-	return &Checker{authn: authn, authz: authz, audiences: opts.Audiences, metrics: m,
-		known: known, allowTTL: opts.AllowCacheTTL, denyTTL: opts.DenyCacheTTL}, nil
+	return &Checker{authn: authn, audiences: opts.Audiences, metrics: m, requests: requests, lists: lists}, nil
 }
 
-// reviewConfig is cfg for one kind of review: its own rate limit, high enough that listing
-// models one entity at a time is not held back by the manager's controller limit, and a
-// transport that counts the reviews and tells a request that its decision was not cached.
-func reviewConfig(cfg *rest.Config, m *metrics, kind string) *rest.Config {
+// Client-side rate limits of the reviews, each kind and lane with its own: those of requests
+// high enough that they are not held back by the manager's controller limit.
+const (
+	requestReviewQPS, requestReviewBurst = 1000, 2000
+	// The per-entity reviews of model lists have a lane of their own (AuthorizeListed), with
+	// a lower rate and at most listReviewsInFlight at once, whatever the number of callers,
+	// tokens or ServiceAccounts asking: a flood of model lists slows model lists down, never
+	// the reviews of other requests. Their answers are cached by the caller's identity, as
+	// all decisions are: a caller who lists again within the TTLs costs none.
+	listReviewQPS, listReviewBurst = 100, 200
+	listReviewsInFlight            = 32
+)
+
+// reviewConfig is cfg for one kind of review, with its own rate limit, and a transport that
+// counts the reviews.
+func reviewConfig(cfg *rest.Config, m *metrics, kind string, qps float32, burst int) *rest.Config {
 	c := rest.CopyConfig(cfg)
-	c.QPS, c.Burst = 1000, 2000
+	c.QPS, c.Burst = qps, burst
 	c.Timeout = reviewTimeout
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return &reviewTransport{next: rt, kind: kind, metrics: m}
@@ -208,24 +215,19 @@ func (c *Checker) Authenticate(r *http.Request) (u user.Info, ok bool, err error
 // Authorize reports whether a may be done. reason is the authorizer's explanation, often
 // empty. err is set when the API server could not be asked: that is never an allow.
 func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
-	rc := &reviewContext{Context: ctx}
-	decision, reason, err := c.authz.Authorize(rc, a)
-	c.metrics.cachedDecision(!rc.sent.Load())
-	if c.known != nil {
-		switch {
-		case err == nil && rc.sent.Load():
-			ttl := c.denyTTL
-			if decision == authorizer.DecisionAllow {
-				ttl = c.allowTTL
-			}
-			c.known.record(a, decision, reason, ttl)
-		case err != nil:
-			if last, ok := c.known.last(a); ok {
-				c.metrics.outageAnswer(stepAuthorization)
-				decision, reason, err = last.decision, last.reason, nil
-			}
-		}
-	}
+	return c.decided(c.requests.authorize(ctx, a))
+}
+
+// AuthorizeListed is Authorize for the reviews that a model list makes per entity: they have
+// a lane of their own (client, rate limit, reviews in flight, caches), so that however many
+// of them callers cause, the reviews of other requests neither wait behind them nor lose their
+// cached decisions to them.
+func (c *Checker) AuthorizeListed(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error) {
+	return c.decided(c.lists.authorize(ctx, a))
+}
+
+// decided counts a decision and tells an allow from the rest.
+func (c *Checker) decided(decision authorizer.Decision, reason string, err error) (bool, string, error) {
 	switch {
 	case err != nil:
 		c.metrics.decide(stepAuthorization, decisionError)
@@ -239,24 +241,40 @@ func (c *Checker) Authorize(ctx context.Context, a authorizer.Attributes) (allow
 	}
 }
 
-// unavailable reports whether err says that the API server could not answer (unreachable,
-// timed out, overloaded, or refusing the manager itself), rather than that it refused a token.
-// A refused token comes back as the plain error text of the review's status.
+// unavailable reports whether err says that the API server could not answer for a token or a
+// request (an outage, or a refusal of the manager's own review: its credentials or rights),
+// rather than that it refused a token. A refused token comes back as the plain error text of
+// the review's status.
 func unavailable(err error) bool {
+	var apiStatus apierrors.APIStatus
+	return outage(err) || someError(err, func(e error) bool { return errors.As(e, &apiStatus) })
+}
+
+// outage reports whether err says that the API server gave no answer: it could not be
+// reached, timed out, or said it is overloaded (429, 5xx). Only then may its last answers
+// stand in for a new one. Any other error is an answer, such as a refused token's status.error
+// or a refusal of the manager's own review, and replaces the last one.
+func outage(err error) bool {
+	return someError(err, func(e error) bool {
+		var (
+			netErr    net.Error
+			urlErr    *url.Error
+			apiStatus apierrors.APIStatus
+		)
+		if errors.As(e, &apiStatus) {
+			code := apiStatus.Status().Code
+			return code == http.StatusTooManyRequests || code >= http.StatusInternalServerError
+		}
+		return errors.As(e, &netErr) || errors.As(e, &urlErr) ||
+			errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled)
+	})
+}
+
+// someError reports whether is holds for err or, when err is an aggregate, one of its errors.
+func someError(err error, is func(error) bool) bool {
 	var agg utilerrors.Aggregate
 	if errors.As(err, &agg) {
-		for _, e := range agg.Errors() {
-			if unavailable(e) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(agg.Errors(), func(e error) bool { return someError(e, is) })
 	}
-	var (
-		netErr    net.Error
-		urlErr    *url.Error
-		apiStatus apierrors.APIStatus
-	)
-	return errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.As(err, &apiStatus) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return err != nil && is(err)
 }

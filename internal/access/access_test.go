@@ -17,6 +17,7 @@ limitations under the License.
 package access_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -199,6 +200,128 @@ func TestAuthorizeFollowsRBAC(t *testing.T) {
 	}
 }
 
+// Fresh tokens of one ServiceAccount, each with its own credential id, share the decisions of
+// their identity: a caller minting tokens does not make a review per request.
+func TestFreshTokensShareDecisions(t *testing.T) {
+	const ns = "fresh-tokens"
+	checker, reg := newChecker(t, cfg, access.Options{})
+	ids := map[string]bool{}
+	for i := range 3 {
+		u, ok, err := checker.Authenticate(bearer(serviceAccount(t, ns, "app")))
+		if !ok || err != nil {
+			t.Fatalf("authenticate token %d: %v %v", i, ok, err)
+		}
+		if id := u.GetExtra()[user.CredentialIDKey]; len(id) == 1 {
+			ids[id[0]] = true
+		}
+		for _, name := range []string{"", "llama"} {
+			allowed, _, err := checker.Authorize(context.Background(), authorizer.AttributesRecord{User: u, Verb: "get", Namespace: ns,
+				APIGroup: "inference.infergate.dev", Resource: "modelentities", Subresource: "proxy", Name: name, ResourceRequest: true})
+			if allowed || err != nil {
+				t.Fatalf("token %d, name %q: allowed %v, err %v; want denied", i, name, allowed, err)
+			}
+		}
+	}
+	if len(ids) != 3 {
+		t.Fatalf("credential ids %v: want 3 tokens that differ in theirs", ids)
+	}
+	if v := value(t, reg, "infergate_gateway_auth_reviews_total", "kind", "SubjectAccessReview"); v != 2 {
+		t.Errorf("%v SubjectAccessReviews for 3 tokens of one ServiceAccount asking the same 2 things, want 2", v)
+	}
+}
+
+// The per-entity reviews of model lists have a lane of their own: at most ListReviewsInFlight
+// of them at once, however many are asked for, and while that lane is full, the reviews of
+// other requests go through.
+func TestListReviewsHaveALaneOfTheirOwn(t *testing.T) {
+	const ns = "list-lane"
+	u := caller(t, serviceAccount(t, ns, "app"))
+	gate := &heldReviews{release: make(chan struct{})}
+	held := rest.CopyConfig(cfg)
+	held.Wrap(func(rt http.RoundTripper) http.RoundTripper { return heldTransport{gate, rt} })
+	checker, _ := newChecker(t, held, access.Options{})
+	get := func(name string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: u, Verb: "get", Namespace: ns, APIGroup: "inference.infergate.dev",
+			Resource: "modelentities", Subresource: "proxy", Name: name, ResourceRequest: true}
+	}
+
+	const listed = 3 * access.ListReviewsInFlight
+	var wg sync.WaitGroup
+	for i := range listed {
+		wg.Go(func() {
+			if allowed, _, err := checker.AuthorizeListed(context.Background(), get(fmt.Sprintf("held-%d", i))); allowed || err != nil {
+				t.Errorf("listed review %d: allowed %v, err %v; want denied", i, allowed, err)
+			}
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for gate.inFlight() < access.ListReviewsInFlight {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listed reviews in flight after 30 s, want %d", gate.inFlight(), access.ListReviewsInFlight)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The list lane is full: a request's review still goes through.
+	if allowed, _, err := checker.Authorize(context.Background(), get("llama")); allowed || err != nil {
+		t.Errorf("a request's review while the list lane is full: allowed %v, err %v; want denied", allowed, err)
+	}
+	close(gate.release)
+	wg.Wait()
+	if most := gate.most(); most != access.ListReviewsInFlight {
+		t.Errorf("at most %d listed reviews in flight, want %d", most, access.ListReviewsInFlight)
+	}
+}
+
+// heldReviews holds the SubjectAccessReviews of entities named held-… until release is closed,
+// and counts those in flight.
+type heldReviews struct {
+	release chan struct{}
+	mu      sync.Mutex
+	now, mx int
+}
+
+type heldTransport struct {
+	*heldReviews
+	next http.RoundTripper
+}
+
+func (h heldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil {
+		return h.next.RoundTrip(r)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !bytes.Contains(body, []byte(`"name":"held-`)) {
+		return h.next.RoundTrip(r)
+	}
+	h.mu.Lock()
+	h.now++
+	h.mx = max(h.mx, h.now)
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.now--
+		h.mu.Unlock()
+	}()
+	<-h.release
+	return h.next.RoundTrip(r)
+}
+
+func (h *heldReviews) inFlight() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.now
+}
+
+func (h *heldReviews) most() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mx
+}
+
 // An API server that cannot be reached is an error, never an allow nor a refused token.
 func TestUnreachableAPIServer(t *testing.T) {
 	token := serviceAccount(t, "unreachable", "app")
@@ -299,7 +422,8 @@ func (p *partition) cut() {
 
 // While the API server cannot be asked, the last answers it gave are used for their TTL plus
 // the outage grace; answers it never gave are errors. (A token it has since refused is
-// forgotten: see outage_test.go, since the API server caches its own token answers for 10 s.)
+// forgotten: see outage_test.go and the gateway's TestRevokedTokenStaysRevokedInAnOutage,
+// since the API server caches its own token answers for 10 s.)
 func TestOutageGraceKeepsTheLastAnswers(t *testing.T) {
 	ctx := context.Background()
 	token := serviceAccount(t, "outage", "app")
@@ -362,5 +486,71 @@ func TestOutageGraceKeepsTheLastAnswers(t *testing.T) {
 	}
 	if allowed, _, err := checker.Authorize(ctx, call("create")); allowed || err == nil {
 		t.Errorf("past the grace: allowed %v, err %v; want an error", allowed, err)
+	}
+}
+
+// A decision the API server answers with an error is forgotten, as a refused token is: when the
+// manager may no longer review access (its own review is refused, 403), an allow it was given
+// before is not used in its stead, neither then nor in a later outage.
+func TestOutageGraceForgetsADecisionAnsweredWithAnError(t *testing.T) {
+	ctx := context.Background()
+	const ns = "review-refused"
+	token := serviceAccount(t, ns, "app")
+	reviewerToken := serviceAccount(t, ns, "reviewer")
+	rbac := clientset.RbacV1()
+	if _, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "call"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"inference.infergate.dev"}, Resources: []string{"modelentities/proxy"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "call"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "call"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "app", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The reviewer has the manager's rights for the gateway, and nothing more.
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ns},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reviewer", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	p, through := newPartition(t)
+	asReviewer := rest.AnonymousClientConfig(through)
+	asReviewer.BearerToken = reviewerToken
+	const ttl = 100 * time.Millisecond
+	checker, _ := newChecker(t, asReviewer, access.Options{TokenCacheTTL: ttl, AllowCacheTTL: ttl, DenyCacheTTL: ttl, OutageGrace: 10 * time.Minute})
+	call := authorizer.AttributesRecord{User: caller(t, token), Verb: "create", Namespace: ns, APIGroup: "inference.infergate.dev",
+		Resource: "modelentities", Subresource: "proxy", Name: "llama", ResourceRequest: true}
+	if allowed, _, err := checker.Authorize(ctx, call); !allowed || err != nil {
+		t.Fatalf("allowed %v, err %v; want allowed", allowed, err)
+	}
+
+	if err := rbac.ClusterRoleBindings().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second) // the decision cache, and RBAC reaching the API server's authorizer
+	for {
+		allowed, _, err := checker.Authorize(ctx, call)
+		if allowed {
+			if time.Now().After(deadline) {
+				t.Fatal("still allowed 20 s after the manager lost the right to review access")
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err == nil {
+			t.Fatal("denied without an error: the API server refused the review, it did not deny the request")
+		}
+		break
+	}
+
+	p.cut()
+	if allowed, _, err := checker.Authorize(ctx, call); allowed || err == nil {
+		t.Errorf("in an outage after the review was refused: allowed %v, err %v; want an error", allowed, err)
 	}
 }

@@ -17,7 +17,6 @@ limitations under the License.
 package access
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -154,25 +153,8 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, misses, cacheToken, "miss")
 }
 
-// reviewContext is the context of one Authorize: the review transport sets sent when the
-// decision was not cached and went to the API server. One allocation, where a value in a
-// context would take two.
-type reviewContext struct {
-	context.Context
-	sent atomic.Bool
-}
-
-type reviewContextKey struct{}
-
-func (c *reviewContext) Value(key any) any {
-	if key == (reviewContextKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-// reviewTransport counts the reviews sent to the API server and marks the request they were
-// sent for. It never reads the bodies, which carry tokens.
+// reviewTransport counts the reviews sent to the API server. It never reads the bodies, which
+// carry tokens.
 type reviewTransport struct {
 	next    http.RoundTripper
 	kind    string
@@ -180,9 +162,6 @@ type reviewTransport struct {
 }
 
 func (t *reviewTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if rc, ok := r.Context().Value(reviewContextKey{}).(*reviewContext); ok {
-		rc.sent.Store(true)
-	}
 	resp, err := t.next.RoundTrip(r)
 	code := "error"
 	if err == nil {

@@ -21,40 +21,31 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
 )
 
-// Bounds of the last known answers kept for outages: callers beyond them fall back to 503
-// during an outage, as without a grace.
-const (
-	lastKnownTokens    = 4096
-	lastKnownDecisions = 16384
-)
+// lastKnownTokens bounds the last token answers kept for outages: callers beyond it fall
+// back to 503 during an outage, as without a grace.
+const lastKnownTokens = 4096
 
-// lastKnown keeps the API server's latest answers, for use while it cannot be asked: a
-// caller's token (keyed by an HMAC, never the token) and their decisions stay usable for
-// their cache TTL plus the outage grace after the API server last gave them. Answers are
-// recorded only when the API server was really asked, never on cache hits, so that the
-// request path pays nothing for them.
+// lastKnown keeps the API server's latest answers about tokens, for use while it cannot be
+// asked: a caller's token (keyed by an HMAC, never the token) stays usable for its cache TTL
+// plus the outage grace after the API server last accepted it. Answers are recorded only when
+// the API server was really asked, never on cache hits, so that the request path pays nothing
+// for them. (The last decisions are kept by each decider.)
 type lastKnown struct {
-	grace     time.Duration
-	key       []byte // of the token HMAC, random per process
-	tokens    *utilcache.LRUExpireCache
-	decisions *utilcache.LRUExpireCache
+	grace  time.Duration
+	key    []byte // of the token HMAC, random per process
+	tokens *utilcache.LRUExpireCache
 }
 
 func newLastKnown(grace time.Duration) *lastKnown {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &lastKnown{grace: grace, key: key,
-		tokens: utilcache.NewLRUExpireCache(lastKnownTokens), decisions: utilcache.NewLRUExpireCache(lastKnownDecisions)}
+	return &lastKnown{grace: grace, key: key, tokens: utilcache.NewLRUExpireCache(lastKnownTokens)}
 }
 
 // tokenKey identifies a token and the audiences it was reviewed for.
@@ -86,70 +77,16 @@ func (o *outageTokens) AuthenticateToken(ctx context.Context, token string) (*au
 	switch {
 	case err == nil && ok:
 		o.known.tokens.Add(key, resp, o.ttl+o.known.grace)
-	case err == nil:
-		o.known.tokens.Remove(key) // refused now: a revoked token must not come back in an outage
-	case unavailable(err):
+	case outage(err):
 		if last, found := o.known.tokens.Get(key); found {
 			o.onStale()
 			return last.(*authenticator.Response), true, nil
 		}
+	default:
+		// Refused now, with or without an error (a deleted ServiceAccount's token comes back
+		// with status.error set), or the review itself was refused: a revoked token must not
+		// come back in an outage.
+		o.known.tokens.Remove(key)
 	}
 	return resp, ok, err
-}
-
-// decision is a SubjectAccessReview's answer.
-type decision struct {
-	decision authorizer.Decision
-	reason   string
-}
-
-// record keeps the answer the API server just gave for a, for its TTL plus the grace.
-func (l *lastKnown) record(a authorizer.Attributes, d authorizer.Decision, reason string, ttl time.Duration) {
-	l.decisions.Add(attributesKey(a), decision{d, reason}, ttl+l.grace)
-}
-
-// last returns the last answer the API server gave for a, if it is still kept.
-func (l *lastKnown) last(a authorizer.Attributes) (decision, bool) {
-	v, ok := l.decisions.Get(attributesKey(a))
-	if !ok {
-		return decision{}, false
-	}
-	return v.(decision), true
-}
-
-// attributesKey identifies a request's attributes as a SubjectAccessReview does: the user
-// (name, UID, groups, extra) and what is asked.
-func attributesKey(a authorizer.Attributes) string {
-	var b strings.Builder
-	field := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
-	}
-	if u := a.GetUser(); u != nil {
-		field(u.GetName())
-		field(u.GetUID())
-		field(strconv.Itoa(len(u.GetGroups())))
-		for _, g := range u.GetGroups() {
-			field(g)
-		}
-		extra := u.GetExtra()
-		keys := make([]string, 0, len(extra))
-		for k := range extra {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			field(k)
-			field(strconv.Itoa(len(extra[k])))
-			for _, v := range extra[k] {
-				field(v)
-			}
-		}
-	}
-	field(strconv.FormatBool(a.IsResourceRequest()))
-	for _, s := range []string{a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetSubresource(), a.GetName(), a.GetPath()} {
-		field(s)
-	}
-	return b.String()
 }

@@ -32,6 +32,10 @@ type Access interface {
 	Authenticate(r *http.Request) (u user.Info, ok bool, err error)
 	// Authorize reports whether a may be done; err is set when the cluster could not be asked.
 	Authorize(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error)
+	// AuthorizeListed is Authorize for the reviews that a model list makes per entity, which
+	// must not crowd out those of other requests (access.Checker gives them a lane of their
+	// own).
+	AuthorizeListed(ctx context.Context, a authorizer.Attributes) (allowed bool, reason string, err error)
 }
 
 type userKey struct{}

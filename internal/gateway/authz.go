@@ -17,6 +17,7 @@ limitations under the License.
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -37,8 +38,18 @@ const (
 	subresourceProxy      = "proxy"
 )
 
-// listReviewConcurrency bounds the SubjectAccessReviews in flight for one model list.
-const listReviewConcurrency = 32
+// maxListedByName is the most routable entities that a model list reviews one by one, for a
+// caller who may not get all the entities of the workspace (such as one whose Role names some
+// with resourceNames). In a larger workspace such a caller is answered 403 after the single
+// review without a name, and reads models one at a time with GET …/v1/models/{name}: one
+// list never costs more than 1+maxListedByName SubjectAccessReviews, whatever the size of the
+// workspace. 64 covers a workspace of hand-written entities, and keeps a caller's list under
+// a second even with reviews of tens of milliseconds.
+const maxListedByName = 64
+
+// listReviewWorkers bounds the per-entity reviews in flight for one model list; the access
+// checker bounds those of all lists together (access.Checker.AuthorizeListed).
+const listReviewWorkers = 8
 
 // verbOf maps an HTTP method to the verb it is authorized as, as the API server does for its
 // proxy subresources. Other methods are their lower-case names, which RBAC grants only when a
@@ -97,7 +108,11 @@ func (g *Gateway) decide(r *http.Request, a authorizer.AttributesRecord) *apiErr
 
 // ask reports whether a is allowed, or 503 when the cluster could not be asked.
 func (g *Gateway) ask(r *http.Request, a authorizer.AttributesRecord) (allowed bool, reason string, e *apiError) {
-	allowed, reason, err := g.opts.Access.Authorize(r.Context(), a)
+	return g.asked(g.opts.Access.Authorize(r.Context(), a))
+}
+
+// asked is an answer of Access, with 503 when the cluster could not be asked.
+func (g *Gateway) asked(allowed bool, reason string, err error) (bool, string, *apiError) {
 	if err != nil {
 		g.log.V(1).Info("authorization failed: the API server could not be asked", "error", err.Error())
 		return false, "", errAccessUnavailable()
@@ -107,8 +122,10 @@ func (g *Gateway) ask(r *http.Request, a authorizer.AttributesRecord) (allowed b
 
 // listModels answers the model list of a workspace with the entities that the caller may get
 // through modelentities/proxy. One review without a name settles callers who may get them all;
-// for the others, each routable entity is reviewed by name (answers are cached), and a caller
-// who may get none of them is answered 403.
+// for the others, each routable entity is reviewed by name (answers are cached, per caller
+// identity) when there are at most maxListedByName of them, and a caller who may get none of
+// them, or who would need more reviews than that, is answered 403 (with the same words either
+// way, so that a caller without rights does not learn how many entities a workspace has).
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, ws string, table *routing.Table) {
 	all := g.authorize(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, "")
 	if all == nil {
@@ -120,17 +137,21 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 		return
 	}
 	entities := table.RoutableEntities(rt.workspace)
+	if len(entities) > maxListedByName {
+		g.fail(w, r, rt, ws, errListForbidden(all, rt.workspace))
+		return
+	}
 	allowed := make([]bool, len(entities))
 	var (
 		wg      sync.WaitGroup
 		failed  atomic.Pointer[apiError]
-		workers = min(listReviewConcurrency, len(entities))
+		workers = min(listReviewWorkers, len(entities))
 	)
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(entities) && failed.Load() == nil; i += workers {
 				a := resourceAttributes(r, rt.workspace, "get", resourceModelEntities, subresourceProxy, entities[i].Name)
-				ok, _, e := g.ask(r, a)
+				ok, _, e := g.asked(g.opts.Access.AuthorizeListed(r.Context(), a))
 				if e != nil {
 					failed.CompareAndSwap(nil, e)
 				}
@@ -150,8 +171,15 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 		}
 	}
 	if len(visible) == 0 {
-		g.fail(w, r, rt, ws, all)
+		g.fail(w, r, rt, ws, errListForbidden(all, rt.workspace))
 		return
 	}
 	g.writeJSON(w, r, rt, ws, routing.ModelList(visible))
+}
+
+// errListForbidden is the 403 of a model list, denied, that says how to list or read models.
+func errListForbidden(denied *apiError, workspace string) *apiError {
+	return &apiError{status: http.StatusForbidden, code: denied.code, detail: fmt.Sprintf(
+		"%s; listing models needs get on modelentities/proxy for all of them, or, in a workspace of at most %d models, for those to list; read a single model with GET %s%s/openai/-/v1/models/{name}",
+		denied.detail, maxListedByName, Prefix, workspace)}
 }
