@@ -38,14 +38,14 @@ const (
 	subresourceProxy      = "proxy"
 )
 
-// maxListedByName is the most routable entities that a model list reviews one by one, for a
+// MaxListedByName is the most routable entities that a model list reviews one by one, for a
 // caller who may not get all the entities of the workspace (such as one whose Role names some
 // with resourceNames). In a larger workspace such a caller is answered 403 after the single
 // review without a name, and reads models one at a time with GET …/v1/models/{name}: one
-// list never costs more than 1+maxListedByName SubjectAccessReviews, whatever the size of the
+// list never costs more than 1+MaxListedByName SubjectAccessReviews, whatever the size of the
 // workspace. 64 covers a workspace of hand-written entities, and keeps a caller's list under
 // a second even with reviews of tens of milliseconds.
-const maxListedByName = 64
+const MaxListedByName = 64
 
 // listReviewWorkers bounds the per-entity reviews in flight for one model list; the access
 // checker bounds those of all lists together (access.Checker.AuthorizeListed).
@@ -123,7 +123,7 @@ func (g *Gateway) asked(allowed bool, reason string, err error) (bool, string, *
 // listModels answers the model list of a workspace with the entities that the caller may get
 // through modelentities/proxy. One review without a name settles callers who may get them all;
 // for the others, each routable entity is reviewed by name (answers are cached, per caller
-// identity) when there are at most maxListedByName of them, and a caller who may get none of
+// identity) when there are at most MaxListedByName of them, and a caller who may get none of
 // them, or who would need more reviews than that, is answered 403 (with the same words either
 // way, so that a caller without rights does not learn how many entities a workspace has).
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, ws string, table *routing.Table) {
@@ -137,7 +137,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 		return
 	}
 	entities := table.RoutableEntities(rt.workspace)
-	if len(entities) > maxListedByName {
+	if len(entities) > MaxListedByName {
 		g.fail(w, r, rt, ws, errListForbidden(all, rt.workspace))
 		return
 	}
@@ -181,5 +181,5 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request, rt route, w
 func errListForbidden(denied *apiError, workspace string) *apiError {
 	return &apiError{status: http.StatusForbidden, code: denied.code, detail: fmt.Sprintf(
 		"%s; listing models needs get on modelentities/proxy for all of them, or, in a workspace of at most %d models, for those to list; read a single model with GET %s%s/openai/-/v1/models/{name}",
-		denied.detail, maxListedByName, Prefix, workspace)}
+		denied.detail, MaxListedByName, Prefix, workspace)}
 }
