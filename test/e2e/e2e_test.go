@@ -20,6 +20,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -248,6 +250,47 @@ spec:
 			}
 			return nil
 		})
+	})
+
+	t.Run("a Provider that leads back to the gateway is a loop, whatever it sets", func(t *testing.T) {
+		// Its health path at the gateway's own /healthz: the probe carries the hop id, and
+		// the gateway answers 508 before its probes.
+		c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: back-to-gateway, namespace: team}
+spec:
+  url: ` + c.gateway + `
+  healthPath: /healthz
+  servedModels: [` + served + `]
+`)
+		c.eventually(30*time.Second, func() error {
+			if reason := c.run("get", "-n", "team", "provider/back-to-gateway", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].reason}`); reason != "Loop" {
+				return fmt.Errorf("Ready reason %q, want Loop", reason)
+			}
+			return nil
+		})
+		// Nor can it replace the hop header: the API server refuses the name.
+		f, err := os.CreateTemp(t.TempDir(), "*.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.WriteString(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: back-to-gateway, namespace: team}
+spec:
+  url: ` + c.gateway + `
+  healthPath: /healthz
+  servedModels: [` + served + `]
+  requiredExtraHeaders: [{name: X-Infergate-Hop, value: forged}]
+`)
+		f.Close()
+		out, err := exec.Command(c.kubectl, "--kubeconfig", c.kubeconfig, "apply", "-f", f.Name()).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "X-Infergate-* headers (among them the hop header that detects loops)") {
+			t.Errorf("kubectl apply of a Provider that sets the hop header: %v\n%s", err, out)
+		}
+		c.run("delete", "-n", "team", "provider/back-to-gateway")
 	})
 
 	t.Run("a Deployment becomes a Provider and a ModelEntity", func(t *testing.T) {
