@@ -72,12 +72,12 @@ type Prober struct {
 }
 
 // NewProber returns a prober whose requests time out after timeout. It never follows
-// redirects (a key must not travel to another address), and refuses loopback and link-local
-// upstreams unless allowLocal is set.
+// redirects (a key must not travel to another address), and refuses the addresses that
+// egress.Default(allowLocal) refuses.
 func NewProber(timeout time.Duration, allowLocal bool, hopID string) *Prober {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
-	tr.DialContext = egress.Dialer(10*time.Second, allowLocal).DialContext
+	tr.DialContext = egress.Default(allowLocal).DialContext(10 * time.Second)
 	return &Prober{HopID: hopID, Client: &http.Client{
 		Timeout:       timeout,
 		Transport:     tr,

@@ -17,11 +17,13 @@ limitations under the License.
 package gateway_test
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/gateway"
@@ -97,24 +99,43 @@ func TestHopHeader(t *testing.T) {
 	}
 }
 
-// Loopback and link-local upstreams are refused at connect time unless allowed.
+// Loopback, link-local, unspecified and cloud metadata upstreams, and the IPv6 forms that
+// stand for them, are refused at connect time unless allowed.
 func TestLocalUpstreamsAreRefused(t *testing.T) {
 	up := newUpstream(t, simulator.Options{Models: []string{served}})
-	g := newGatewayAs(t, routing.Spec{
-		Providers: []routing.ProviderSpec{provider("team", "local", up.srv.URL), provider("team", "metadata", "http://169.254.169.254"),
-			provider("team", "named", strings.Replace(up.srv.URL, "127.0.0.1", "localhost", 1))},
-		Entities: []routing.EntitySpec{entity("team", "llama", backend("team", "local", served))},
-	}, gateway.Options{})
-	for _, path := range []string{"/openai/-/v1/chat/completions", "/provider/local/-/v1/chat/completions", "/provider/metadata/-/latest/meta-data/",
-		"/provider/named/-/v1/chat/completions"} {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(up.srv.URL, "http://"))
+	tests := []struct{ name, url, address string }{
+		{"local", up.srv.URL, "127.0.0.1:" + port},
+		{"named", "http://localhost:" + port, ":" + port},
+		{"metadata", "http://169.254.169.254", "169.254.169.254:80"},
+		{"aws-imds-ipv6", "http://[fd00:ec2::254]", "[fd00:ec2::254]:80"},
+		{"gcp-metadata-ipv6", "http://[fd20:ce::254]", "[fd20:ce::254]:80"},
+		{"alibaba-metadata", "http://100.100.100.200", "100.100.100.200:80"},
+		{"azure-wireserver", "http://168.63.129.16", "168.63.129.16:80"},
+		{"nat64-loopback", "http://[64:ff9b::7f00:1]:" + port, "[64:ff9b::7f00:1]:" + port},
+		{"nat64-metadata", "http://[64:ff9b::a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]:80"},
+	}
+	spec := routing.Spec{Entities: []routing.EntitySpec{entity("team", "llama", backend("team", "local", served))}}
+	for _, tt := range tests {
+		p := provider("team", tt.name, tt.url)
+		p.Timeouts.Connect = time.Second // should a dial go out after all
+		spec.Providers = append(spec.Providers, p)
+	}
+	g := newGatewayAs(t, spec, gateway.Options{})
+	check := func(path, address string) {
+		t.Helper()
 		resp, body := do(t, "POST", g.base("team")+path, `{"model":"llama"}`, map[string]string{"Content-Type": "application/json"})
 		if resp.StatusCode != http.StatusBadGateway {
 			t.Errorf("%s: %s, want 502: %s", path, resp.Status, body)
-			continue
+			return
 		}
-		if e := decodeError(t, body); e.Error.Code != "upstream_not_allowed" || !strings.Contains(e.Detail, "--allow-local-upstreams") {
-			t.Errorf("%s: %s", path, body)
+		if e := decodeError(t, body); e.Error.Code != "upstream_not_allowed" || !strings.Contains(e.Detail, address) || !strings.Contains(e.Detail, "--allow-local-upstreams") {
+			t.Errorf("%s: %s, want a refusal of %s", path, body, address)
 		}
+	}
+	check("/openai/-/v1/chat/completions", "127.0.0.1:"+port)
+	for _, tt := range tests {
+		check("/provider/"+tt.name+"/-/v1/chat/completions", tt.address)
 	}
 	if n := up.sim.Served(); n != 0 {
 		t.Errorf("the loopback upstream served %d requests", n)

@@ -33,10 +33,9 @@ func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
 	if tr, ok := g.transports.Load(key); ok {
 		return tr.(*http.Transport)
 	}
-	dialer := egress.Dialer(t.Connect, g.opts.AllowLocalUpstreams)
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		DialContext:           egress.Default(g.opts.AllowLocalUpstreams).DialContext(t.Connect),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,

@@ -46,11 +46,11 @@ type Target struct {
 }
 
 // NewClient returns the HTTP client of scrapes: it never follows redirects (the key must not
-// travel elsewhere) and refuses loopback and link-local addresses unless allowLocal is set,
-// as the gateway and the probes do.
+// travel elsewhere) and refuses the addresses that egress.Default(allowLocal) refuses, as the
+// gateway and the probes do.
 func NewClient(allowLocal bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = egress.Dialer(5*time.Second, allowLocal).DialContext
+	tr.DialContext = egress.Default(allowLocal).DialContext(5 * time.Second)
 	tr.MaxIdleConnsPerHost = 2
 	return &http.Client{
 		Transport:     tr,
