@@ -20,7 +20,8 @@ limitations under the License.
 // (169.254.169.254 and its IPv6 and provider-specific siblings) are refused, also where an
 // IPv6 address only stands for one of them (IPv4-mapped, IPv4-compatible, NAT64, 6to4,
 // Teredo); operators add ranges to refuse and carve exceptions with flags. The check runs on
-// the address actually dialled, after name resolution, so that DNS cannot smuggle one in.
+// the address actually dialled, after name resolution, so that DNS cannot smuggle one in, and
+// on the upstream's own addresses before a request is handed to a proxy.
 package egress
 
 import (
@@ -42,6 +43,8 @@ const (
 	AllowFlag = "--egress-allow"
 	// NAT64Flag names the NAT64 prefixes of the cluster's network besides 64:ff9b::/96.
 	NAT64Flag = "--egress-nat64-prefix"
+	// ProxyFlag lets upstream requests use the proxy of HTTP_PROXY and HTTPS_PROXY.
+	ProxyFlag = "--egress-proxy-from-environment"
 )
 
 // The kinds of denied ranges, as NotAllowedError.Kind names them.
@@ -52,6 +55,8 @@ const (
 	KindMetadata    = "cloud metadata"
 	// KindDenied is a range of DenyFlag.
 	KindDenied = "denied"
+	// KindProxy is the address of the manager's own proxy, which is no upstream.
+	KindProxy = "proxy"
 )
 
 // NotAllowedError is returned when a connection would reach an address that upstreams may not
@@ -60,7 +65,7 @@ type NotAllowedError struct {
 	// Address is the resolved address, such as 127.0.0.1:8000.
 	Address string
 	// Kind names the range: KindLoopback, KindLinkLocal, KindUnspecified, KindMetadata,
-	// or KindDenied.
+	// KindDenied or KindProxy.
 	Kind string
 	// Range is the denied range that holds the address, or the IPv4 address it stands for.
 	Range netip.Prefix
@@ -71,6 +76,9 @@ type NotAllowedError struct {
 }
 
 func (e *NotAllowedError) Error() string {
+	if e.Kind == KindProxy {
+		return fmt.Sprintf("%s is the manager's own proxy (HTTP_PROXY or HTTPS_PROXY), which is no upstream: point the Provider at the upstream itself", e.Address)
+	}
 	var b strings.Builder
 	b.WriteString(e.Address)
 	b.WriteString(" is ")

@@ -20,6 +20,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -78,13 +79,20 @@ type Options struct {
 	// 64:ff9b::/96 (NAT64Flag), such as the local-use 64:ff9b:1::/96: the IPv4 address their
 	// IPv6 addresses embed is checked too. Lengths 32, 40, 48, 56, 64 and 96 (RFC 6052).
 	NAT64Prefixes []string
+	// ProxyFromEnvironment lets connections use the proxy named by HTTP_PROXY and HTTPS_PROXY
+	// (and skip it for NO_PROXY), read when the Policy is made (ProxyFlag). Without it the
+	// environment's proxy is ignored.
+	ProxyFromEnvironment bool
 }
 
-// Policy decides which addresses the manager may connect to for Providers: see Check and
-// Dial. It is safe for concurrent use.
+// Policy decides which addresses the manager may connect to for Providers, and how: see
+// Check, Dial and Proxy. It is safe for concurrent use.
 type Policy struct {
 	v4, v6 []rule         // narrowest first; at equal size, an allow first
 	nat64  []netip.Prefix // besides the well-known prefix
+	proxy  func(*url.URL) (*url.URL, error)
+	// proxies are the host:port of the environment's proxies, as an http.Transport dials them.
+	proxies []string
 }
 
 type rule struct {
@@ -165,6 +173,10 @@ func New(o Options) (*Policy, error) {
 		}
 	}
 	p.nat64 = prefixes
+
+	if o.ProxyFromEnvironment {
+		p.setProxyFromEnvironment()
+	}
 	return p, nil
 }
 

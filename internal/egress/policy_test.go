@@ -17,10 +17,16 @@ limitations under the License.
 package egress
 
 import (
+	"context"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The narrowest range that holds an address decides; an allowed range wins over a denied one
@@ -136,6 +142,88 @@ func TestNewRefusesBadValues(t *testing.T) {
 		if !IsNotAllowed(p.Check(a)) {
 			t.Errorf("%s is allowed, with comma-separated and spaced values denying it", a)
 		}
+	}
+}
+
+// Without the opt-in the environment's proxy is ignored; with it, a request goes to the proxy
+// only once its upstream's addresses pass the rules, and the proxy itself is no upstream.
+func TestProxy(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer proxy.Close()
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("HTTPS_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "direct.example")
+
+	if Default(false).Proxy() != nil {
+		t.Error("the default policy uses the environment's proxy")
+	}
+	p, err := New(Options{ProxyFromEnvironment: true, Deny: []string{"203.0.113.0/24"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyFor := p.Proxy()
+	names := map[string][]netip.Addr{
+		"public.example":   {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
+		"metadata.example": {netip.MustParseAddr("169.254.169.254")},
+		"mixed.example":    {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("::ffff:127.0.0.1")},
+	}
+	defer func(l func(context.Context, string, string) ([]netip.Addr, error)) { lookup = l }(lookup)
+	lookup = func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		if ips, ok := names[host]; ok {
+			return ips, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	tests := []struct {
+		url   string
+		proxy bool   // the request goes to the proxy
+		kind  string // or is refused
+	}{
+		{"http://192.0.2.10/v1/models", true, ""},
+		{"https://[2001:db8::10]/v1/models", true, ""},
+		{"http://100.100.100.200/latest/meta-data/", false, KindMetadata},
+		{"http://[64:ff9b::a9fe:a9fe]/latest/meta-data/", false, KindMetadata},
+		{"http://203.0.113.7/v1/models", false, KindDenied},
+		{"http://[64:ff9b::7f00:1]/v1/models", false, KindLoopback},
+		{"http://public.example:8000/v1/models", true, ""},
+		{"http://metadata.example/latest/meta-data/", false, KindMetadata},
+		{"http://mixed.example/v1/models", false, KindLoopback}, // one address of several
+		{proxy.URL + "/v1/models", false, KindProxy},
+		{"http://direct.example/v1/models", false, ""}, // NO_PROXY: dialled, and checked, directly
+	}
+	for _, tt := range tests {
+		u, err := url.Parse(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := proxyFor(&http.Request{URL: u})
+		var e *NotAllowedError
+		switch {
+		case tt.kind == "" && !tt.proxy && err == nil && got == nil:
+		case tt.kind != "" && (!errors.As(err, &e) || e.Kind != tt.kind):
+			t.Errorf("%s: proxy %v, err %v; want a %s refusal", tt.url, got, err, tt.kind)
+		case tt.kind != "":
+			var op *net.OpError
+			if !errors.As(err, &op) || op.Op != "dial" {
+				t.Errorf("%s: %v is no failed dial: the gateway would not know the request went nowhere", tt.url, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tt.url, err)
+		case tt.proxy != (got != nil && got.Host == proxy.Listener.Addr().String()):
+			t.Errorf("%s: proxy %v, want the proxy: %v", tt.url, got, tt.proxy)
+		}
+	}
+
+	// The proxy is dialled although it listens on loopback; other loopback ports are not.
+	c, err := p.Dial(context.Background(), "tcp", proxy.Listener.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatalf("dial the proxy: %v", err)
+	}
+	c.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer other.Close()
+	if _, err := p.Dial(context.Background(), "tcp", other.Listener.Addr().String(), time.Second); !IsNotAllowed(err) {
+		t.Errorf("dial another loopback address: %v, want a refusal", err)
 	}
 }
 

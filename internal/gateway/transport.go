@@ -33,9 +33,10 @@ func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
 	if tr, ok := g.transports.Load(key); ok {
 		return tr.(*http.Transport)
 	}
+	policy := g.egressPolicy()
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           egress.Default(g.opts.AllowLocalUpstreams).DialContext(t.Connect),
+		Proxy:                 policy.Proxy(),
+		DialContext:           policy.DialContext(t.Connect),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
@@ -47,6 +48,14 @@ func (g *Gateway) transportFor(t routing.Timeouts) *http.Transport {
 	}
 	actual, _ := g.transports.LoadOrStore(key, tr)
 	return actual.(*http.Transport)
+}
+
+// egressPolicy decides where the gateway may connect.
+func (g *Gateway) egressPolicy() *egress.Policy {
+	if g.opts.Egress != nil {
+		return g.opts.Egress
+	}
+	return egress.Default(g.opts.AllowLocalUpstreams)
 }
 
 // CloseIdleConnections closes idle upstream connections.
