@@ -92,7 +92,7 @@ type options struct {
 	logFormat               string
 	systemWorkspace         string
 	secretLabelSelector     string
-	allowLocalUpstreams     bool
+	egress                  egress.Options
 }
 
 func main() {
@@ -144,7 +144,11 @@ account or ~/.kube/config, in that order.`,
 	f.DurationVar(&o.gatewayAuthOptions.AllowCacheTTL, "gateway-auth-allow-cache-ttl", access.DefaultAllowCacheTTL, "how long an allowed decision is reused: a removed RoleBinding takes effect within it")
 	f.DurationVar(&o.gatewayAuthOptions.DenyCacheTTL, "gateway-auth-deny-cache-ttl", access.DefaultDenyCacheTTL, "how long a denied decision is reused: a new RoleBinding takes effect within it")
 	f.DurationVar(&o.gatewayAuthOptions.OutageGrace, "gateway-auth-outage-grace", access.DefaultOutageGrace, "while the API server cannot be asked, how long past their cache TTL its last answers for a token and a request keep being used; 0: none, requests get 503 once the caches expire")
-	f.BoolVar(&o.allowLocalUpstreams, strings.TrimPrefix(egress.AllowLocalFlag, "--"), false, "let Providers point at loopback, link-local (such as the cloud metadata address 169.254.169.254) and unspecified addresses; without it the gateway and the probes refuse to connect there")
+	f.BoolVar(&o.egress.AllowLocal, strings.TrimPrefix(egress.AllowLocalFlag, "--"), false, "let Providers point at the built-in denied addresses: loopback, link-local, unspecified and cloud metadata (such as 169.254.169.254, fd00:ec2::254, 100.100.100.200 and 168.63.129.16), also in IPv6 forms that stand for them; for local trials only. Without it the gateway, the probes and the scrapes refuse to connect there; "+egress.DenyFlag+" still applies")
+	f.StringSliceVar(&o.egress.Deny, strings.TrimPrefix(egress.DenyFlag, "--"), nil, "more IP ranges (CIDRs such as 10.0.0.0/8, or single addresses) that Providers may not point at, besides the built-in ones, such as the nodes' range; checked on every address dialled, after DNS, and on the IPv4 address an IPv6 one stands for (IPv4-mapped, NAT64, 6to4, Teredo)")
+	f.StringSliceVar(&o.egress.Allow, strings.TrimPrefix(egress.AllowFlag, "--"), nil, "IP ranges that Providers may point at although a denied range (built-in or of "+egress.DenyFlag+") holds them: the narrowest range that holds an address decides, and an allowed range wins over a denied one of the same size")
+	f.StringSliceVar(&o.egress.NAT64Prefixes, strings.TrimPrefix(egress.NAT64Flag, "--"), nil, "NAT64 prefixes of the cluster's network besides the well-known 64:ff9b::/96, such as 64:ff9b:1::/96: the IPv4 address their IPv6 addresses embed is checked against the ranges too")
+	f.BoolVar(&o.egress.ProxyFromEnvironment, strings.TrimPrefix(egress.ProxyFlag, "--"), false, "send upstream requests, probes and scrapes through the proxy of HTTP_PROXY and HTTPS_PROXY (not for hosts in NO_PROXY), after the upstream's host resolves to allowed addresses only; the proxy resolves it again, so give it the same denied ranges. Without it those variables are ignored")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -196,6 +200,11 @@ func run(ctx context.Context, o options) error {
 	secretLabels, err := labels.ConvertSelectorToLabelsMap(o.secretLabelSelector)
 	if err != nil {
 		return fmt.Errorf("--secret-label-selector=%q: want labels such as inference.infergate.dev/api-key=true, comma-separated: %w", o.secretLabelSelector, err)
+	}
+	// Where the gateway, the probes and the scrapes may connect for Providers.
+	egressPolicy, err := egress.New(o.egress)
+	if err != nil {
+		return err
 	}
 	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if len(secretLabels) > 0 {
@@ -271,26 +280,30 @@ func run(ctx context.Context, o options) error {
 		setupLog.Info("tracing gateway requests to the OTLP endpoint of the OTEL_* environment variables")
 	}
 
+	if o.egress.ProxyFromEnvironment {
+		setupLog.Info("upstream requests use the proxy of HTTP_PROXY and HTTPS_PROXY, once their host resolves to allowed addresses only")
+	}
+
 	// Every replica of this installation marks what it sends upstream with the same id, so that
 	// a Provider leading back to the gateway is a loop at the second hop, whichever replica.
 	gatewayID := egress.GatewayID(cmp.Or(os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace), o.leaderElectionID)
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
-		ID:                  gatewayID,
-		AllowLocalUpstreams: o.allowLocalUpstreams,
-		Store:               store,
-		MaxBodyBytes:        o.gatewayMaxBody,
-		MaxAttempts:         o.gatewayMaxAttempts,
-		BufferBytes:         o.gatewayBufferBytes,
-		CallerBufferBytes:   o.gatewayCallerBytes,
-		BodyReadTimeout:     o.gatewayBodyReadTimeout,
-		Timeouts:            o.gatewayTimeouts,
-		Registerer:          ctrlmetrics.Registry,
-		Gatherer:            ctrlmetrics.Registry,
-		Access:              checker,
-		Log:                 log.WithName("gateway"),
-		AccessLog:           o.gatewayAccessLog,
-		TracerProvider:      tracerProvider,
+		ID:                gatewayID,
+		Egress:            egressPolicy,
+		Store:             store,
+		MaxBodyBytes:      o.gatewayMaxBody,
+		MaxAttempts:       o.gatewayMaxAttempts,
+		BufferBytes:       o.gatewayBufferBytes,
+		CallerBufferBytes: o.gatewayCallerBytes,
+		BodyReadTimeout:   o.gatewayBodyReadTimeout,
+		Timeouts:          o.gatewayTimeouts,
+		Registerer:        ctrlmetrics.Registry,
+		Gatherer:          ctrlmetrics.Registry,
+		Access:            checker,
+		Log:               log.WithName("gateway"),
+		AccessLog:         o.gatewayAccessLog,
+		TracerProvider:    tracerProvider,
 	})
 	if err != nil {
 		return err
@@ -309,7 +322,7 @@ func run(ctx context.Context, o options) error {
 	}); err != nil {
 		return err
 	}
-	scrapeClient := scrape.NewClient(o.allowLocalUpstreams)
+	scrapeClient := scrape.NewClientFor(egressPolicy)
 	if err := mgr.Add(&scrape.Scraper{
 		Store:      store,
 		Client:     scrapeClient,
@@ -322,7 +335,7 @@ func run(ctx context.Context, o options) error {
 	if err := controllers.IndexFields(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("index the cache: %w", err)
 	}
-	prober := discovery.NewProber(10*time.Second, o.allowLocalUpstreams, gatewayID)
+	prober := discovery.NewProberFor(10*time.Second, egressPolicy, gatewayID)
 	setupControllers := func(m ctrl.Manager) error {
 		events := m.GetEventRecorder("infergate")
 		if err := (&controllers.ProviderReconciler{Client: m.GetClient(), Recorder: events, Prober: prober,

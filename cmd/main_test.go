@@ -66,6 +66,9 @@ func TestManagerBinary(t *testing.T) {
 			{"--secret-label-selector", "team in (a,b)", `--secret-label-selector="team in (a,b)": want labels such as inference.infergate.dev/api-key=true`},
 			{"--gateway-idle-timeout", "0s", `--gateway-idle-timeout=0s: want a positive duration, such as 10s`},
 			{"--gateway-max-header-bytes", "100", `--gateway-max-header-bytes=100: want at least 4096`},
+			{"--egress-deny", "internal", `--egress-deny=internal: want an IP range such as 10.0.0.0/8`},
+			{"--egress-allow", "10.1.0.0/8", `--egress-allow=10.1.0.0/8: the address has bits set past /8; the range is 10.0.0.0/8`},
+			{"--egress-nat64-prefix", "64:ff9b:1::/80", `--egress-nat64-prefix=64:ff9b:1::/80: a NAT64 prefix is /32, /40, /48, /56, /64 or /96 long`},
 		} {
 			out, err := exec.Command(bin, "--kubeconfig", kubeconfig, tc.flag, tc.value).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tc.want) {

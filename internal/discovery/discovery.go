@@ -71,13 +71,18 @@ type Prober struct {
 	HopID string
 }
 
-// NewProber returns a prober whose requests time out after timeout. It never follows
-// redirects (a key must not travel to another address), and refuses loopback and link-local
-// upstreams unless allowLocal is set.
+// NewProber returns a prober whose requests time out after timeout, and that connects as
+// egress.Default(allowLocal) allows: NewProberFor with the built-in rules.
 func NewProber(timeout time.Duration, allowLocal bool, hopID string) *Prober {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	return NewProberFor(timeout, egress.Default(allowLocal), hopID)
+}
+
+// NewProberFor returns a prober whose requests time out after timeout. It never follows
+// redirects (a key must not travel to another address), and connects, directly or through a
+// proxy, only where policy allows.
+func NewProberFor(timeout time.Duration, policy *egress.Policy, hopID string) *Prober {
+	tr := policy.Transport(10 * time.Second)
 	tr.MaxIdleConnsPerHost = 4
-	tr.DialContext = egress.Dialer(10*time.Second, allowLocal).DialContext
 	return &Prober{HopID: hopID, Client: &http.Client{
 		Timeout:       timeout,
 		Transport:     tr,

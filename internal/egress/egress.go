@@ -15,10 +15,13 @@ limitations under the License.
 */
 
 // Package egress decides where the manager may connect on behalf of a Provider: the gateway's
-// upstream requests and the controllers' discovery probes both dial through it. Loopback,
-// link-local (cloud metadata services such as 169.254.169.254 live there) and unspecified
-// addresses are refused unless explicitly allowed, and the check runs on the address actually
-// dialled, after name resolution, so that DNS cannot smuggle one in.
+// upstream requests, the controllers' discovery probes and the metrics scrapes all dial
+// through a Policy. Built in, loopback, link-local, unspecified and cloud metadata addresses
+// (169.254.169.254 and its IPv6 and provider-specific siblings) are refused, also where an
+// IPv6 address only stands for one of them (IPv4-mapped, IPv4-compatible, NAT64, 6to4,
+// Teredo); operators add ranges to refuse and carve exceptions with flags. The check runs on
+// the address actually dialled, after name resolution, so that DNS cannot smuggle one in, and
+// on the upstream's own addresses before a request is handed to a proxy.
 package egress
 
 import (
@@ -26,61 +29,86 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
-	"syscall"
-	"time"
 )
 
-// AllowLocalFlag is the manager flag that lifts the restriction.
-const AllowLocalFlag = "--allow-local-upstreams"
+// The manager flags that shape a Policy.
+const (
+	// AllowLocalFlag lifts the built-in denied ranges.
+	AllowLocalFlag = "--allow-local-upstreams"
+	// DenyFlag adds ranges to refuse.
+	DenyFlag = "--egress-deny"
+	// AllowFlag carves ranges out of the denied ones.
+	AllowFlag = "--egress-allow"
+	// NAT64Flag names the NAT64 prefixes of the cluster's network besides 64:ff9b::/96.
+	NAT64Flag = "--egress-nat64-prefix"
+	// ProxyFlag lets upstream requests use the proxy of HTTP_PROXY and HTTPS_PROXY.
+	ProxyFlag = "--egress-proxy-from-environment"
+)
 
-// NotAllowedError is returned when a dial targets an address that upstreams may not have.
+// The kinds of denied ranges, as NotAllowedError.Kind names them.
+const (
+	KindLoopback    = "loopback"
+	KindLinkLocal   = "link-local"
+	KindUnspecified = "unspecified"
+	KindMetadata    = "cloud metadata"
+	// KindDenied is a range of DenyFlag.
+	KindDenied = "denied"
+	// KindProxy is the address of the manager's own proxy, which is no upstream.
+	KindProxy = "proxy"
+)
+
+// NotAllowedError is returned when a connection would reach an address that upstreams may not
+// have.
 type NotAllowedError struct {
 	// Address is the resolved address, such as 127.0.0.1:8000.
 	Address string
-	// Kind names the range: "loopback", "link-local" or "unspecified".
+	// Kind names the range: KindLoopback, KindLinkLocal, KindUnspecified, KindMetadata,
+	// KindDenied or KindProxy.
 	Kind string
+	// Range is the denied range that holds the address, or the IPv4 address it stands for.
+	Range netip.Prefix
+	// Embedded, when valid, is the IPv4 address that Address stands for, in the form named by
+	// Form (such as "NAT64"): Range holds Embedded.
+	Embedded netip.Addr
+	Form     string
 }
 
 func (e *NotAllowedError) Error() string {
-	return fmt.Sprintf("%s is a %s address, which upstreams may not use: the manager refuses it unless run with %s", e.Address, e.Kind, AllowLocalFlag)
-}
-
-// Check returns a *NotAllowedError when address (host:port, with a literal IP) is loopback,
-// link-local or unspecified, and nil otherwise.
-func Check(address string) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("egress: %q is not an IP address and port: %w", address, err)
+	if e.Kind == KindProxy {
+		return fmt.Sprintf("%s is the manager's own proxy (HTTP_PROXY or HTTPS_PROXY), which is no upstream: point the Provider at the upstream itself", e.Address)
 	}
-	ip := ap.Addr().Unmap()
-	kind := ""
+	var b strings.Builder
+	b.WriteString(e.Address)
+	b.WriteString(" is ")
+	addr := e.Address
+	if e.Embedded.IsValid() {
+		fmt.Fprintf(&b, "the %s form of %s, ", e.Form, e.Embedded)
+		addr = e.Embedded.String()
+	}
+	article := "a"
+	if strings.IndexByte("aeiou", e.Kind[0]) >= 0 {
+		article = "an"
+	}
+	fmt.Fprintf(&b, "%s %s address", article, e.Kind)
 	switch {
-	case ip.IsLoopback():
-		kind = "loopback"
-	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
-		kind = "link-local"
-	case ip.IsUnspecified():
-		kind = "unspecified"
+	case !e.Range.IsValid():
+		fmt.Fprintf(&b, ", which upstreams may not use: the manager refuses it unless run with %s", AllowLocalFlag)
+	case e.Kind == KindDenied:
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			addr = ap.Addr().WithZone("").String()
+		}
+		fmt.Fprintf(&b, " (%s of %s), which upstreams may not use: the manager refuses it unless run with %s=%s or another range, /%d or narrower, that holds it",
+			e.Range, DenyFlag, AllowFlag, addr, e.Range.Bits())
 	default:
-		return nil
+		fmt.Fprintf(&b, " (%s), which upstreams may not use: the manager refuses it unless run with %s=%s or %s",
+			e.Range, AllowFlag, e.Range, AllowLocalFlag)
 	}
-	return &NotAllowedError{Address: address, Kind: kind}
+	return b.String()
 }
 
-// Dialer returns a dialer that refuses the addresses Check refuses, unless allowLocal is set.
-func Dialer(timeout time.Duration, allowLocal bool) *net.Dialer {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	if !allowLocal {
-		// Control runs on each address the dialer tries, after resolution and before connect.
-		d.Control = func(_, address string, _ syscall.RawConn) error { return Check(address) }
-	}
-	return d
-}
-
-// IsNotAllowed reports whether err says that a dial was refused by this package.
+// IsNotAllowed reports whether err says that a connection was refused by this package.
 func IsNotAllowed(err error) bool {
 	var e *NotAllowedError
 	return errors.As(err, &e)

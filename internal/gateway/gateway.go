@@ -104,6 +104,9 @@ type Options struct {
 	// AllowLocalUpstreams lets upstreams be loopback, link-local or unspecified addresses
 	// (--allow-local-upstreams); by default such dials are refused.
 	AllowLocalUpstreams bool
+	// Egress decides where upstream connections may go and whether they use the environment's
+	// proxy (see package egress). Default: egress.Default(AllowLocalUpstreams).
+	Egress *egress.Policy
 	// Access authenticates callers and authorizes every request (--gateway-auth=kubernetes);
 	// nil serves every caller (--gateway-auth=none). /metrics then needs `get` on its path.
 	Access Access

@@ -45,12 +45,15 @@ type Target struct {
 	HopID string
 }
 
-// NewClient returns the HTTP client of scrapes: it never follows redirects (the key must not
-// travel elsewhere) and refuses loopback and link-local addresses unless allowLocal is set,
-// as the gateway and the probes do.
-func NewClient(allowLocal bool) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = egress.Dialer(5*time.Second, allowLocal).DialContext
+// NewClient returns the HTTP client of scrapes that connects as egress.Default(allowLocal)
+// allows: NewClientFor with the built-in rules.
+func NewClient(allowLocal bool) *http.Client { return NewClientFor(egress.Default(allowLocal)) }
+
+// NewClientFor returns the HTTP client of scrapes: it never follows redirects (the key must not
+// travel elsewhere) and connects, directly or through a proxy, only where policy allows, as the
+// gateway and the probes do.
+func NewClientFor(policy *egress.Policy) *http.Client {
+	tr := policy.Transport(5 * time.Second)
 	tr.MaxIdleConnsPerHost = 2
 	return &http.Client{
 		Transport:     tr,

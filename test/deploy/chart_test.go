@@ -267,6 +267,8 @@ func TestChartAllOptions(t *testing.T) {
 		"--gateway-shutdown-delay=3s", "--gateway-shutdown-timeout=50s", "--leader-election-id=ig.inference.infergate.dev",
 		"--gateway-auth=kubernetes", "--gateway-auth-audiences=infergate,inference.example.com", "--gateway-auth-token-cache-ttl=2m",
 		"--gateway-auth-allow-cache-ttl=30s", "--gateway-auth-deny-cache-ttl=5s", "--gateway-auth-outage-grace=2m",
+		"--egress-deny=10.0.0.0/8,fd00:1234::/32", "--egress-allow=10.20.0.0/16", "--egress-nat64-prefix=64:ff9b:1::/96",
+		"--egress-proxy-from-environment",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -390,6 +392,9 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"unknown gateway auth mode", "gateway:\n  auth:\n    mode: oidc", []string{"/gateway/auth/mode", "'kubernetes', 'none'"}},
 		{"audiences as one comma-separated string", "gateway:\n  auth:\n    audiences: ['a,b']", []string{"/gateway/auth/audiences/0"}},
 		{"allow cache TTL that is no duration", "gateway:\n  auth:\n    allowCacheTTL: 1 minute", []string{"/gateway/auth/allowCacheTTL", "'1 minute'"}},
+		{"egress ranges as one comma-separated string", "egress:\n  deny: ['10.0.0.0/8,192.168.0.0/16']", []string{"/egress/deny/0", "does not match pattern"}},
+		{"an egress range that is a name", "egress:\n  allow: [internal.example]", []string{"/egress/allow/0", "does not match pattern"}},
+		{"a NAT64 prefix of another length", "egress:\n  nat64Prefixes: ['64:ff9b:1::/80']", []string{"/egress/nat64Prefixes/0", "does not match pattern"}},
 		{"grace period shorter than the shutdown", "terminationGracePeriodSeconds: 30",
 			[]string{"terminationGracePeriodSeconds (30) must exceed gateway.shutdownDelay (5s) + gateway.shutdownTimeout (30s) = 35s"}},
 	}
