@@ -46,8 +46,9 @@ const (
 	ReasonUnreachable ConditionReason = "Unreachable"
 	// ReasonNotOpenAICompatible: the upstream answered, but not with an OpenAI model list.
 	ReasonNotOpenAICompatible ConditionReason = "NotOpenAICompatible"
-	// ReasonAddressNotAllowed: the upstream's address is loopback, link-local or unspecified,
-	// which the manager refuses unless it runs with --allow-local-upstreams.
+	// ReasonAddressNotAllowed: the upstream's address is one the egress rules refuse
+	// (loopback, link-local, unspecified, a cloud metadata address, or a range of
+	// --egress-deny); the message names the range and the flag that lifts it.
 	ReasonAddressNotAllowed ConditionReason = "AddressNotAllowed"
 	// ReasonRedirected: the upstream answered with a redirect, which is never followed: a key
 	// must not travel to another address.
