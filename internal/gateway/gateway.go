@@ -460,6 +460,12 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		if pr.entity != nil {
 			entityLabel = pr.entity.Name
 		}
+		if pr.body != nil {
+			// What it holds goes back to the budget before refuse reads what remains of the
+			// body to nothing, which may take the client a while.
+			pr.body.release()
+			pr.body = nil
+		}
 		refuse(w, pr.out, e)
 		g.answered(w, r, rt, ws, entityLabel, e.status, pr.start)
 		if pr.span != nil {
