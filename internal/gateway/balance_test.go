@@ -228,9 +228,9 @@ func TestSharedPrefixLandsOnOneProviderWhileItHasRoom(t *testing.T) {
 		t.Errorf("preferred picks %v, want 12", n)
 	}
 
-	// Other conversations go to other providers.
+	// Other applications, with system prompts of their own, go to other providers.
 	for i := range 30 {
-		streamChat(t, c, system, fmt.Sprintf("Question %d of another customer", i))
+		streamChat(t, c, fmt.Sprintf("You are the assistant of shop %d. ", i)+strings.Repeat("Answer about its goods. ", 60), "Question of a customer")
 	}
 	for i, n := range counts() {
 		if i != home && n == 0 {
@@ -260,5 +260,83 @@ func TestSharedPrefixLandsOnOneProviderWhileItHasRoom(t *testing.T) {
 	chat(t, c, append(messages, openai.UserMessage("Thank you")))
 	if homeServer.generations.Load() != before+1 {
 		t.Error("the prefix did not return to its provider once it had room")
+	}
+}
+
+func TestSharedSystemPromptLandsOnTheServerThatHoldsIt(t *testing.T) {
+	opts := simulator.Options{Models: []string{"meta/llama"}, MaxNumSeqs: 4, Chunks: 4, KVCacheBlocks: 1024}
+	servers := []*server{newServer(t, opts), newServer(t, opts), newServer(t, opts)}
+	g := pool(t, servers...)
+	c := g.client("team")
+	// An application with a long system prompt (about 1,000 tokens) and a new question on
+	// every request: RAG, classifiers, agents.
+	system := "You classify the tickets of a help desk. " + strings.Repeat("Label each ticket billing, outage, access or other, and say why in one line. ", 50)
+	counts := func() []int64 {
+		var n []int64
+		for _, s := range servers {
+			n = append(n, s.generations.Load())
+		}
+		return n
+	}
+	var cached, prompt int64
+	for i := range 20 {
+		u := streamChat(t, c, system, fmt.Sprintf("Ticket %d: my invoice %d is wrong and I cannot log in since %d.", i, 1000+i*7, i))
+		if i > 0 {
+			cached += u.PromptTokensDetails.CachedTokens
+			prompt += u.PromptTokens
+		}
+	}
+	home := -1
+	for i, n := range counts() {
+		switch {
+		case n == 20:
+			home = i
+		case n != 0:
+			t.Fatalf("the application's requests spread over the providers: %v", counts())
+		}
+	}
+	// Every request after the first found the system prompt in its server's cache.
+	if home < 0 || float64(cached) < 0.9*float64(prompt) {
+		t.Fatalf("requests per provider %v; %d of %d prompt tokens cached", counts(), cached, prompt)
+	}
+
+	// The index of what each server holds is reported: the home's holds the system prompt's
+	// blocks and the questions', the others' nothing.
+	blocks := counter(t, g.reg, "infergate_gateway_prefix_index_blocks", map[string]string{"provider": fmt.Sprintf("vllm-%d", home)})
+	if all := counter(t, g.reg, "infergate_gateway_prefix_index_blocks", nil); blocks < 15 || all != blocks {
+		t.Errorf("prefix index blocks: %v at home, %v in all", blocks, all)
+	}
+	if b := counter(t, g.reg, "infergate_gateway_prefix_index_bytes", nil); b <= 0 {
+		t.Errorf("prefix index bytes %v", b)
+	}
+
+	// When its server is full and queueing, the application's requests go elsewhere while it
+	// is, and come back after.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	homeServer := servers[home]
+	homeServer.occupy(ctx, t, 8)
+	g.waitForReports(t, func(p string, r routing.EngineReport) bool {
+		return p != fmt.Sprintf("vllm-%d", home) || r.Waiting == 4
+	})
+	before := homeServer.generations.Load()
+	for i := range 3 {
+		streamChat(t, c, system, fmt.Sprintf("Ticket %d: the site is down.", 100+i))
+	}
+	if homeServer.generations.Load() != before {
+		t.Errorf("requests went to the server that holds the prompt while it was queueing and others had room: %v", counts())
+	}
+	// The first spilled; the next ones went where the first did, which holds it now.
+	picks := func(choice string) float64 {
+		return counter(t, g.reg, "infergate_gateway_provider_picks_total", map[string]string{"balancing": "CacheAware", "choice": choice})
+	}
+	if n := picks("spilled"); n != 1 {
+		t.Errorf("spilled picks %v, want 1 (then the spill target holds the prompt too)", n)
+	}
+	stop()
+	g.waitForReports(t, idle)
+	streamChat(t, c, system, "Ticket 200: a refund.")
+	if homeServer.generations.Load() != before+1 {
+		t.Errorf("the application did not return to its server once it had room: %v", counts())
 	}
 }

@@ -241,7 +241,7 @@ type proxyRequest struct {
 	timeouts  routing.Timeouts
 	began     bool       // current.Health.Begin without End
 	streaming bool       // current.Health.StreamBegin without StreamEnd
-	prefix    uint64     // key of the prompt prefix, for CacheAware (0: none)
+	blocks    []uint64   // chained hashes of the prompt's blocks, for CacheAware
 	head      firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
 	attempts  int        // upstream attempts made
 
@@ -424,7 +424,7 @@ func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiErr
 
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID []string) {
 	pr := proxyRequests.Get().(*proxyRequest)
-	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
+	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], blocks: pr.blocks[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
 	pr.g, pr.rt, pr.in, pr.requestID, pr.requestIDs, pr.start, pr.model = g, rt, r, requestID[0], requestID, g.opts.Now(), -1
 	pr.hops = g.hop
 	if hops := r.Header[egress.HopHeader]; len(hops) > 0 {
@@ -529,7 +529,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		p := pr.provider
 		var served []byte
 		if pr.entity != nil {
-			idx, choice := pr.entity.Pick(now, pr.tried, pr.prefix)
+			idx, choice := pr.entity.Pick(now, pr.tried, pr.blocks)
 			if choice == routing.NoBackend {
 				return nil, errUpstreamUnreachable(pr.entity.ID)
 			}
@@ -537,6 +537,8 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			pr.tried |= 1 << idx
 			pr.backend = &pr.entity.Backends[idx]
 			p, served = pr.backend.Provider, pr.backend.ServedModelJSON
+			// The server is about to read the prompt: it will probably hold its blocks.
+			p.Prefixes.Add(pr.blocks)
 		}
 		pr.current, pr.timeouts = p, p.Timeouts.WithDefaults(g.opts.Timeouts)
 		req := out

@@ -158,6 +158,11 @@ var (
 		"1 while a provider's Ready condition is True in the routing table (its last probe succeeded), else 0.", []string{"workspace", "provider"}, nil)
 	entityProvidersDesc = prometheus.NewDesc("infergate_gateway_entity_ready_providers",
 		"Ready providers each model entity routes to in the routing table; 0 means its requests get 503.", []string{"workspace", "entity"}, nil)
+	prefixBlocksDesc = prometheus.NewDesc("infergate_gateway_prefix_index_blocks",
+		"Prompt blocks in each provider's prefix index: the blocks of the prompts this replica sent it, which its server probably holds (CacheAware; absent while empty).",
+		[]string{"workspace", "provider"}, nil)
+	prefixBytesDesc = prometheus.NewDesc("infergate_gateway_prefix_index_bytes",
+		"Estimated memory of each provider's prefix index, in bytes (absent while empty).", []string{"workspace", "provider"}, nil)
 	routableDesc = prometheus.NewDesc("infergate_gateway_routable_entities",
 		"Model entities with at least one ready provider in the current routing table.", nil, nil)
 )
@@ -170,7 +175,7 @@ type healthCollector struct {
 }
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{inFlightDesc, streamsDesc, ejectedDesc, providerReadyDesc, loadDesc, capacityDesc, ttftDesc, tpotDesc, entityProvidersDesc, routableDesc} {
+	for _, d := range []*prometheus.Desc{inFlightDesc, streamsDesc, ejectedDesc, providerReadyDesc, loadDesc, capacityDesc, ttftDesc, tpotDesc, prefixBlocksDesc, prefixBytesDesc, entityProvidersDesc, routableDesc} {
 		ch <- d
 	}
 }
@@ -193,6 +198,10 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if sig.TPOT > 0 {
 			ch <- prometheus.MustNewConstMetric(tpotDesc, prometheus.GaugeValue, sig.TPOT.Seconds(), p.Workspace, p.Name)
+		}
+		if n := p.Prefixes.Len(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(prefixBlocksDesc, prometheus.GaugeValue, float64(n), p.Workspace, p.Name)
+			ch <- prometheus.MustNewConstMetric(prefixBytesDesc, prometheus.GaugeValue, float64(p.Prefixes.Bytes()), p.Workspace, p.Name)
 		}
 	})
 	table.EachEntity(func(e *routing.Entity) {

@@ -17,84 +17,89 @@ limitations under the License.
 package gateway
 
 import (
+	"encoding/binary"
+
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/infergate/infergate/internal/jsonfield"
 	"github.com/infergate/infergate/internal/routing"
 )
 
-// Bounds of the prompt prefix that keys CacheAware routing.
-const (
-	// prefixMessages bounds the messages (or Responses API input items) hashed.
-	prefixMessages = 16
-	// prefixStringBytes is how much of a prompt given as a string is hashed.
-	prefixStringBytes = 512
-)
+// promptMembers are the members of a request body that make up its prompt, in the order a
+// model server reads them: the Responses API's instructions, then chat messages, Responses
+// input items, or a completion prompt.
+var promptMembers = [...]string{"instructions", "messages", "input", "prompt"}
 
-// prefixKey returns the key of the prompt prefix of a request whose body members are known:
-// the hash of the messages up to and including the first user message (the system prompt and
-// the conversation's opening), for chat completions; of the instructions and the input items up
-// to the first user one, for the Responses API; of the first 512 bytes of a prompt given as a
-// string. Every turn of a conversation shares that prefix, so every turn gets the same key, on
-// every replica. It returns 0 when the body has none of these.
-func prefixKey(body []byte, members []jsonfield.Member) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	n := 0
-	if v, ok := value(body, members, "messages"); ok {
-		n += hashOpening(&d, v)
-	}
-	if v, ok := value(body, members, "instructions"); ok {
-		n += write(&d, v)
-	}
-	for _, name := range [...]string{"input", "prompt"} {
-		if v, ok := value(body, members, name); ok {
-			if len(v) > 0 && v[0] == '[' {
-				n += hashOpening(&d, v)
-			} else {
-				n += write(&d, v[:min(len(v), prefixStringBytes)])
+// promptBlocks appends to dst the chained hashes of the full blocks of a request's prompt:
+// its prompt members' JSON text, in promptMembers' order, cut into blocks of
+// routing.PrefixBlockBytes, each block's hash covering every byte before it, as a model
+// server's prefix cache keys its blocks. Two prompts share their first n blocks exactly when
+// they share their first n blocks of text; a byte changed changes every block from its own
+// on. At most routing.MaxPrefixBlocks blocks are hashed; a trailing partial block is not.
+func promptBlocks(dst []uint64, body []byte, members []jsonfield.Member) []uint64 {
+	var c chainer
+	c.blocks = dst[:0]
+	for _, name := range promptMembers {
+		if m, ok := jsonfield.Find(body, members, name); ok {
+			if !c.write(m.Value(body)) {
+				break
 			}
 		}
 	}
-	if n == 0 {
-		return 0
-	}
-	return max(d.Sum64(), 1)
+	return c.blocks
 }
 
-func value(body []byte, members []jsonfield.Member, name string) ([]byte, bool) {
-	m, ok := jsonfield.Find(body, members, name)
-	if !ok {
-		return nil, false
-	}
-	return m.Value(body), true
+// chainer cuts a stream of bytes into blocks and chains their hashes.
+type chainer struct {
+	d      xxhash.Digest
+	fill   int // bytes of the current block written to d
+	prev   uint64
+	blocks []uint64
 }
 
-// hashOpening hashes the elements of a JSON array up to and including the first whose role is
-// "user", and returns the bytes hashed.
-func hashOpening(d *xxhash.Digest, arr []byte) int {
-	n, i := 0, 0
-	for elem := range jsonfield.Elements(arr) {
-		n += write(d, elem)
-		if i++; i == prefixMessages {
-			break
+// write hashes b's bytes into blocks, and reports whether more blocks may follow.
+func (c *chainer) write(b []byte) bool {
+	for len(b) > 0 {
+		if len(c.blocks) == routing.MaxPrefixBlocks {
+			return false
 		}
-		if role, ok := jsonfield.Field(elem, "role"); ok && string(role) == `"user"` {
-			break
+		if c.fill == 0 && len(b) >= routing.PrefixBlockBytes {
+			// A whole block at hand, the common case: no copy into the digest's buffer.
+			c.emit(mixBlock(c.prev, xxhash.Sum64(b[:routing.PrefixBlockBytes])))
+			b = b[routing.PrefixBlockBytes:]
+			continue
+		}
+		if c.fill == 0 {
+			c.d.Reset()
+		}
+		k := min(len(b), routing.PrefixBlockBytes-c.fill)
+		_, _ = c.d.Write(b[:k])
+		b, c.fill = b[k:], c.fill+k
+		if c.fill == routing.PrefixBlockBytes {
+			c.fill = 0
+			c.emit(mixBlock(c.prev, c.d.Sum64()))
 		}
 	}
-	return n
+	return len(c.blocks) < routing.MaxPrefixBlocks
 }
 
-func write(d *xxhash.Digest, b []byte) int {
-	_, _ = d.Write(b)
-	return len(b)
+func (c *chainer) emit(h uint64) {
+	c.prev = h
+	c.blocks = append(c.blocks, h)
 }
 
-// setPrefix keys a request to a CacheAware entity with more than one provider by its prompt
-// prefix; other requests do without the hashing.
+// mixBlock chains a block's own hash to the hash of the blocks before it.
+func mixBlock(prev, block uint64) uint64 {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], prev)
+	binary.LittleEndian.PutUint64(b[8:], block)
+	return max(xxhash.Sum64(b[:]), 1)
+}
+
+// setPrefix hashes the prompt blocks of a request to a CacheAware entity with more than one
+// provider; other requests do without the hashing.
 func (pr *proxyRequest) setPrefix() {
 	if e := pr.entity; e != nil && e.Balancing == routing.CacheAware && len(e.Backends) > 1 && pr.body != nil && len(pr.members) > 0 {
-		pr.prefix = prefixKey(pr.body.b, pr.members)
+		pr.blocks = promptBlocks(pr.blocks, pr.body.b, pr.members)
 	}
 }

@@ -26,11 +26,13 @@ import (
 type Balancing uint8
 
 const (
-	// CacheAware, the default: requests sharing a prompt prefix go to the provider rendezvous
-	// hashing ranks first for that prefix, unless it is overloaded (queueSlack, loadBound);
-	// then to the next in that ranking that is not. The others, and those every provider is
-	// too loaded for, go to the less loaded of two providers drawn by weight, by the model
-	// servers' own reports of their queues where they give them.
+	// CacheAware, the default: a request with a prompt goes to the provider whose server
+	// probably holds the longest prefix of it (each provider's PrefixIndex of the prompt
+	// blocks sent to it), or, when none holds any, to the one rendezvous hashing of the
+	// prompt's opening ranks first, unless it is overloaded (slackPerCapacity, loadBound); then to
+	// the next in that order that is not. The others, and those every provider is too loaded
+	// for, go to the less loaded of two providers drawn by weight, by the model servers' own
+	// reports of their queues where they give them.
 	CacheAware Balancing = iota
 	// LeastRequest: the less busy of two providers drawn by weight, by this replica's requests
 	// in flight per unit of weight (Envoy's least_request).
@@ -64,9 +66,10 @@ const (
 	// ByPolicy: the entity's policy chose among the backends that are not ejected (for
 	// CacheAware, by load, when the request has no prefix).
 	ByPolicy
-	// Preferred: the provider rendezvous hashing ranks first for the request's prefix.
+	// Preferred: a provider whose server holds the longest prefix of the request's prompt,
+	// or, when none holds any, the one rendezvous hashing ranks first for it.
 	Preferred
-	// Spilled: the preferred provider was overloaded; another took the request, by load.
+	// Spilled: the preferred providers were overloaded; another took the request.
 	Spilled
 	// AllEjected: every untried backend is ejected; the one that failed longest ago.
 	AllEjected
@@ -75,32 +78,35 @@ const (
 // Bounded load: when some provider's capacity is unknown, a provider takes a request for its
 // prefix while its load, this request included, is within loadBound times its weighted share
 // of the candidates' total load (consistent hashing with bounded loads, Mirrokni et al.), plus
-// queueSlack, so that a few requests at low load do not scatter a prefix. When every
+// loadSlack, so that a few requests at low load do not scatter a prefix. When every
 // capacity is known, the queues decide instead.
-const loadBound = 1.25
-
-// queueSlack is how many more requests than at the least queued candidate a request may wait
-// behind for its prefix, at least: a queue position costs about what a prefill of the prompt
-// does, which a cache miss elsewhere would pay. A server that runs many requests at once frees
-// a slot more often, so the slack grows with its capacity: one position per
-// slackPerCapacity requests it runs at once.
 const (
-	queueSlack       = 1
-	slackPerCapacity = 8
+	loadBound = 1.25
+	loadSlack = 1
 )
 
+// slackPerCapacity: a request may wait behind one more request than at the least queued
+// candidate, to keep its prefix, per slackPerCapacity requests its server runs at once. A
+// queue position costs the time until one of the server's running requests ends, about a
+// request's duration divided by the requests it runs; a cache miss elsewhere costs a prefill
+// of what that server does not hold, which is also all a spill costs after the first, since
+// the server it spilled to holds the prompt from then on. So a server that runs few requests
+// at once is not waited for; one that runs 8 is, for one position; one that runs 256, for 32.
+const slackPerCapacity = 8
+
 // slack is how much longer than the shortest a queue may be for a request to keep its prefix.
-func (s Signals) slack() int64 { return max(queueSlack, s.Capacity/slackPerCapacity) }
+func (s Signals) slack() int64 { return s.Capacity / slackPerCapacity }
 
 // maxSpeedFactor bounds how much slower a provider may be judged than the fastest.
 const maxSpeedFactor = 4
 
 // Pick chooses a backend for the next attempt of a request, skipping the backends whose bit
 // is set in tried. It chooses among those that are not ejected, by the entity's Balancing;
-// prefix is the key of the request's prompt prefix (0: none), which only CacheAware uses.
+// blocks are the chained hashes of the request's prompt blocks (none: no prompt worth
+// caching), which only CacheAware uses.
 // When every untried backend is ejected it returns the one that failed longest ago rather
 // than none.
-func (e *Entity) Pick(now time.Time, tried, prefix uint64) (int, Choice) {
+func (e *Entity) Pick(now time.Time, tried uint64, blocks []uint64) (int, Choice) {
 	var cand [MaxBackends]uint8
 	n, oldest := 0, -1
 	var oldestFailure int64
@@ -134,7 +140,7 @@ func (e *Entity) Pick(now time.Time, tried, prefix uint64) (int, Choice) {
 	case LeastRequest:
 		return e.leastRequest(cand[:n]), ByPolicy
 	}
-	return e.cacheAware(now, cand[:n], prefix)
+	return e.cacheAware(now, cand[:n], blocks)
 }
 
 // leastRequest draws two candidates by weight and takes the one with fewer requests in flight
@@ -195,7 +201,7 @@ func (e *Entity) roundRobin(cand []uint8) int {
 }
 
 // cacheAware is the CacheAware policy; see Balancing and docs for how the signals combine.
-func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Choice) {
+func (e *Entity) cacheAware(now time.Time, cand []uint8, blocks []uint64) (int, Choice) {
 	var sig [MaxBackends]Signals
 	var queued [MaxBackends]int64
 	minQueued := int64(math.MaxInt64)
@@ -213,34 +219,62 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, prefix uint64) (int, Ch
 	}
 	speed := e.speeds(cand, sig[:len(cand)])
 	bound := func(k int) float64 {
-		return math.Ceil(loadBound*float64(e.Backends[cand[k]].Weight)/float64(totalWeight)*float64(totalLoad+1)) + queueSlack
+		return math.Ceil(loadBound*float64(e.Backends[cand[k]].Weight)/float64(totalWeight)*float64(totalLoad+1)) + loadSlack
 	}
 
-	if prefix != 0 {
-		// Rendezvous: every replica ranks the providers alike for a prefix. Take the best
-		// ranked that is not overloaded.
-		var rank [MaxBackends]float64
-		for k, i := range cand {
-			rank[k] = rendezvous(prefix, e.Backends[i].Provider.seed, float64(e.Backends[i].Weight))
-		}
-		for tries := range cand {
-			best := -1
-			for k := range cand {
-				if rank[k] >= 0 && (best < 0 || rank[k] < rank[best]) {
-					best = k
-				}
-			}
-			rank[best] = -1
-			if queued[best] <= minQueued+sig[best].slack() && (capacities || float64(sig[best].Load+1) <= bound(best)) {
-				if tries == 0 {
-					return int(cand[best]), Preferred
-				}
-				return int(cand[best]), Spilled
-			}
-		}
-		return e.lessLoaded(cand, sig[:len(cand)], queued[:len(cand)], speed[:len(cand)]), Spilled
+	if len(blocks) > 0 {
+		return e.byPrefix(cand, blocks, queued[:len(cand)], speed[:len(cand)], sig[:len(cand)], func(k int) bool {
+			return queued[k] <= minQueued+sig[k].slack() && (capacities || float64(sig[k].Load+1) <= bound(k))
+		})
 	}
 	return e.lessLoaded(cand, sig[:len(cand)], queued[:len(cand)], speed[:len(cand)]), ByPolicy
+}
+
+// affinityBlocks is how much of a prompt names the server it goes to when no server is known
+// to hold it: its first 1 KiB, about 256 tokens. A server holds a request's prefix, for
+// routing, when it holds at least that much of it (or the whole prompt, when shorter), so
+// that a short preamble many prompts share (a chat template's opening, "You are a helpful
+// assistant.") does not pull every new prompt to the server that saw it first.
+const affinityBlocks = 4
+
+// byPrefix is CacheAware's choice for a request with a prompt: the candidates in order of the
+// longest prefix of the prompt their server probably holds (the provider's PrefixIndex), ties
+// broken by weighted rendezvous hashing of the prompt's first affinityBlocks blocks, which
+// ranks the servers alike on every replica, so that replicas that have not seen a prompt
+// still agree where it goes. The first of them that is not overloaded takes the request:
+// Preferred when it holds the longest prefix any candidate holds (or, when none holds any,
+// ranks first), Spilled otherwise; when every one is overloaded, the less loaded of two.
+func (e *Entity) byPrefix(cand []uint8, blocks []uint64, queued []int64, speed []float64, sig []Signals, room func(k int) bool) (int, Choice) {
+	enough := min(len(blocks), affinityBlocks)
+	key := blocks[enough-1]
+	var match [MaxBackends]int
+	var rank [MaxBackends]float64
+	longest := 0
+	for k, i := range cand {
+		b := &e.Backends[i]
+		if m := b.Provider.Prefixes.Match(blocks); m >= enough {
+			match[k] = m
+			longest = max(longest, m)
+		}
+		rank[k] = rendezvous(key, b.Provider.seed, float64(b.Weight))
+	}
+	var done [MaxBackends]bool
+	for tries := range cand {
+		best := -1
+		for k := range cand {
+			if !done[k] && (best < 0 || match[k] > match[best] || match[k] == match[best] && rank[k] < rank[best]) {
+				best = k
+			}
+		}
+		done[best] = true
+		if room(best) {
+			if tries == 0 || longest > 0 && match[best] == longest {
+				return int(cand[best]), Preferred
+			}
+			return int(cand[best]), Spilled
+		}
+	}
+	return e.lessLoaded(cand, sig, queued, speed), Spilled
 }
 
 // lessLoaded draws two candidates by weight and takes the one that would queue behind fewer

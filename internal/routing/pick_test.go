@@ -43,6 +43,9 @@ func entityWith(t *testing.T, b Balancing, weights ...int) *Entity {
 	return e
 }
 
+// prompt is the blocks of a one-block prompt whose hash is h.
+func prompt(h uint64) []uint64 { return []uint64{h} }
+
 func eject(e *Entity, i int, now time.Time) {
 	p := Policy{EjectAfter: 1, BaseEjection: time.Minute, MaxEjection: time.Minute}
 	e.Backends[i].Provider.Health.Failed(now, 0, p)
@@ -104,7 +107,7 @@ func TestStaleReportsAreIgnored(t *testing.T) {
 	later := now.Add(time.Minute)
 	counts := [2]int{}
 	for range 1000 {
-		i, _ := e.Pick(later, 0, 0)
+		i, _ := e.Pick(later, 0, nil)
 		counts[i]++
 	}
 	if counts[0] < 400 {
@@ -112,7 +115,7 @@ func TestStaleReportsAreIgnored(t *testing.T) {
 	}
 	// While the report is fresh, the swamped one is avoided.
 	for range 200 {
-		if i, _ := e.Pick(now, 0, 0); i != 1 {
+		if i, _ := e.Pick(now, 0, nil); i != 1 {
 			t.Fatal("picked the provider whose fresh report shows a queue of 50 over an idle one")
 		}
 	}
@@ -126,14 +129,14 @@ func TestSameLoadFasterProviderWins(t *testing.T) {
 	e.Backends[0].Provider.Health.Begin()
 	e.Backends[1].Provider.Health.Begin()
 	for range 200 {
-		if i, _ := e.Pick(now, 0, 0); i != 1 {
+		if i, _ := e.Pick(now, 0, nil); i != 1 {
 			t.Fatal("with equal loads, picked the provider four times slower per token")
 		}
 	}
 	// Latency samples older than latencyFreshness no longer count: a tie, decided by draw.
 	counts := [2]int{}
 	for range 1000 {
-		i, _ := e.Pick(now.Add(latencyFreshness+time.Second), 0, 0)
+		i, _ := e.Pick(now.Add(latencyFreshness+time.Second), 0, nil)
 		counts[i]++
 	}
 	if counts[0] < 400 {
@@ -148,12 +151,12 @@ func TestPrefixesStickToOneProviderAlikeOnEveryReplica(t *testing.T) {
 	counts := [3]int{}
 	const prefixes = 30000
 	for p := uint64(1); p <= prefixes; p++ {
-		a, ca := one.Pick(now, 0, p)
-		b, cb := two.Pick(now, 0, p)
+		a, ca := one.Pick(now, 0, prompt(p))
+		b, cb := two.Pick(now, 0, prompt(p))
 		if a != b || ca != Preferred || cb != Preferred {
 			t.Fatalf("prefix %d: replica one picked %d (%v), two %d (%v)", p, a, ca, b, cb)
 		}
-		if again, _ := one.Pick(now, 0, p); again != a {
+		if again, _ := one.Pick(now, 0, prompt(p)); again != a {
 			t.Fatalf("prefix %d moved from %d to %d", p, a, again)
 		}
 		counts[a]++
@@ -166,8 +169,8 @@ func TestPrefixesStickToOneProviderAlikeOnEveryReplica(t *testing.T) {
 	eject(one, 2, now)
 	moved := 0
 	for p := uint64(1); p <= prefixes; p++ {
-		a, _ := one.Pick(now, 0, p)
-		b, _ := two.Pick(now, 0, p)
+		a, _ := one.Pick(now, 0, prompt(p))
+		b, _ := two.Pick(now, 0, prompt(p))
 		if b != 2 && a != b {
 			moved++
 		}
@@ -181,27 +184,27 @@ func TestBoundedLoadSpillsFromABusyPreferredProvider(t *testing.T) {
 	e := entityWith(t, CacheAware, 1, 1, 1)
 	now := time.Now()
 	const prefix = 42
-	preferred, c := e.Pick(now, 0, prefix)
+	preferred, c := e.Pick(now, 0, prompt(prefix))
 	if c != Preferred {
 		t.Fatalf("choice %v", c)
 	}
 	h := e.Backends[preferred].Provider.Health
 	// With no reports, this replica's own counts decide: the preferred one may hold up to
-	// loadBound times its share of the load, plus queueSlack: ceil(1.25 × 1/3 × (n+1)) + 1
+	// loadBound times its share of the load, plus loadSlack: ceil(1.25 × 1/3 × (n+1)) + 1
 	// with n in flight.
 	h.Begin()
 	h.Begin()
-	if i, c := e.Pick(now, 0, prefix); i != preferred || c != Preferred {
+	if i, c := e.Pick(now, 0, prompt(prefix)); i != preferred || c != Preferred {
 		t.Fatalf("with 2 of 2 in flight (bound 3): picked %d (%v), want the preferred %d", i, c, preferred)
 	}
 	h.Begin()
-	if i, c := e.Pick(now, 0, prefix); i == preferred || c != Spilled {
+	if i, c := e.Pick(now, 0, prompt(prefix)); i == preferred || c != Spilled {
 		t.Fatalf("with 3 of 3 in flight (bound 3): picked %d (%v), want another", i, c)
 	}
 	// The spill goes to the next provider in the prefix's ranking, the same each time.
-	next, _ := e.Pick(now, 0, prefix)
+	next, _ := e.Pick(now, 0, prompt(prefix))
 	for range 100 {
-		if i, _ := e.Pick(now, 0, prefix); i != next {
+		if i, _ := e.Pick(now, 0, prompt(prefix)); i != next {
 			t.Fatalf("spilled to %d, then %d", next, i)
 		}
 	}
@@ -211,44 +214,52 @@ func TestQueuesDecideWhenTheServersReportThem(t *testing.T) {
 	e := entityWith(t, CacheAware, 1, 1, 1)
 	now := time.Now()
 	const prefix = 7
-	preferred, _ := e.Pick(now, 0, prefix)
+	preferred, _ := e.Pick(now, 0, prompt(prefix))
 	for i := range e.Backends {
 		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 2, MaxRunning: 8})
 	}
-	// Full, with one waiting: a new request would queue behind 1+queueSlack; the others
-	// have room, yet the prefix is worth one queue position.
-	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: queueSlack - 1, MaxRunning: 8})
-	if i, c := e.Pick(now, 0, prefix); i != preferred || c != Preferred {
-		t.Fatalf("queue of %d: picked %d (%v), want the preferred %d", queueSlack-1, i, c, preferred)
+	// Full: a new request would queue behind one; the others have room, yet a server that
+	// runs 8 at once frees a slot soon enough for the prefix to be worth one queue position.
+	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 8, MaxRunning: 8})
+	if i, c := e.Pick(now, 0, prompt(prefix)); i != preferred || c != Preferred {
+		t.Fatalf("queue of 1: picked %d (%v), want the preferred %d", i, c, preferred)
 	}
-	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: queueSlack, MaxRunning: 8})
-	if i, c := e.Pick(now, 0, prefix); i == preferred || c != Spilled {
-		t.Fatalf("queue of %d: picked %d (%v), want another", queueSlack, i, c)
+	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: 1, MaxRunning: 8})
+	if i, c := e.Pick(now, 0, prompt(prefix)); i == preferred || c != Spilled {
+		t.Fatalf("queue of 2: picked %d (%v), want another", i, c)
+	}
+	// A server that runs 3 at once is not waited for.
+	for i := range e.Backends {
+		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 1, MaxRunning: 3})
+	}
+	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 3, MaxRunning: 3})
+	if i, c := e.Pick(now, 0, prompt(prefix)); i == preferred || c != Spilled {
+		t.Fatalf("capacity 3, queue of 1: picked %d (%v), want another", i, c)
 	}
 	// A server that runs 256 at once frees a slot often: its prefix may wait behind 32 more.
 	for i := range e.Backends {
 		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 10, MaxRunning: 256})
 	}
 	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 256, Waiting: 31, MaxRunning: 256})
-	if i, c := e.Pick(now, 0, prefix); i != preferred || c != Preferred {
+	if i, c := e.Pick(now, 0, prompt(prefix)); i != preferred || c != Preferred {
 		t.Fatalf("capacity 256, queue of 31: picked %d (%v), want the preferred %d", i, c, preferred)
 	}
 	e.Backends[preferred].Provider.Health.Report(now, EngineReport{Running: 256, Waiting: 32, MaxRunning: 256})
-	if i, c := e.Pick(now, 0, prefix); i == preferred || c != Spilled {
+	if i, c := e.Pick(now, 0, prompt(prefix)); i == preferred || c != Spilled {
 		t.Fatalf("capacity 256, queue of 32: picked %d (%v), want another", i, c)
 	}
 	// When every provider queues alike, the prefix decides again.
 	for i := range e.Backends {
 		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: 3, MaxRunning: 8})
 	}
-	if i, c := e.Pick(now, 0, prefix); i != preferred || c != Preferred {
+	if i, c := e.Pick(now, 0, prompt(prefix)); i != preferred || c != Preferred {
 		t.Fatalf("equal queues: picked %d (%v), want the preferred %d", i, c, preferred)
 	}
 	// Without a prefix, the shortest queue wins whenever it is drawn.
 	e.Backends[2].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: 1, MaxRunning: 8})
 	got := [3]int{}
 	for range 3000 {
-		i, _ := e.Pick(now, 0, 0)
+		i, _ := e.Pick(now, 0, nil)
 		got[i]++
 	}
 	// c wins every draw it is in: 2 of the 3 pairs.
@@ -267,12 +278,12 @@ func TestEjectedProvidersAreNeverChosenWhileAnotherIsAvailable(t *testing.T) {
 			// Even with the others loaded and the ejected one idle.
 			e.Backends[1].Provider.Health.Report(now, EngineReport{Running: 8, Waiting: 20, MaxRunning: 8})
 			for p := range uint64(2000) {
-				if i, c := e.Pick(now, 0, p); i != 1 {
+				if i, c := e.Pick(now, 0, prompt(p)); i != 1 {
 					t.Fatalf("prefix %d: picked %d (%v), an ejected provider", p, i, c)
 				}
 			}
 			// Once the only one left is tried, the ejected one that failed longest ago.
-			if i, c := e.Pick(now, 1<<1, 0); c != AllEjected || (i != 0 && i != 2) {
+			if i, c := e.Pick(now, 1<<1, nil); c != AllEjected || (i != 0 && i != 2) {
 				t.Errorf("all ejected: %d (%v)", i, c)
 			}
 		})
@@ -284,7 +295,7 @@ func TestRoundRobinFollowsWeightsSmoothly(t *testing.T) {
 	now := time.Now()
 	var order []int
 	for range 8 {
-		i, c := e.Pick(now, 0, 99)
+		i, c := e.Pick(now, 0, prompt(99))
 		if c != ByPolicy {
 			t.Fatalf("choice %v", c)
 		}
@@ -303,7 +314,7 @@ func TestRoundRobinFollowsWeightsSmoothly(t *testing.T) {
 	}
 	counts := [3]int{}
 	for range 400 {
-		i, _ := e.Pick(now, 0, 0)
+		i, _ := e.Pick(now, 0, nil)
 		counts[i]++
 	}
 	if counts != [3]int{200, 100, 100} {
@@ -319,13 +330,13 @@ func TestRoundRobinGoesOnAcrossTables(t *testing.T) {
 	}
 	first, _ := New(spec, nil)
 	e, _ := first.Entity("ws", "m")
-	if i, _ := e.Pick(time.Now(), 0, 0); i != 0 {
+	if i, _ := e.Pick(time.Now(), 0, nil); i != 0 {
 		t.Fatalf("first pick %d", i)
 	}
 	// Any change rebuilds the table: the turn goes on to b, not back to a.
 	second, _ := New(spec, first)
 	e, _ = second.Entity("ws", "m")
-	if i, _ := e.Pick(time.Now(), 0, 0); i != 1 {
+	if i, _ := e.Pick(time.Now(), 0, nil); i != 1 {
 		t.Errorf("after a rebuild, picked %d, want 1", i)
 	}
 }
@@ -336,10 +347,10 @@ func TestFailoverTakesTheFirstAvailable(t *testing.T) {
 	for range 10 {
 		e.Backends[0].Provider.Health.Begin()
 	}
-	if i, _ := e.Pick(now, 0, 5); i != 0 {
+	if i, _ := e.Pick(now, 0, prompt(5)); i != 0 {
 		t.Errorf("picked %d, want the first", i)
 	}
-	if i, _ := e.Pick(now, 1, 5); i != 1 {
+	if i, _ := e.Pick(now, 1, prompt(5)); i != 1 {
 		t.Errorf("first tried: picked %d, want the second", i)
 	}
 }
@@ -371,6 +382,9 @@ func TestSmoothSchedule(t *testing.T) {
 	}
 }
 
+// BenchmarkPickCacheAware picks for prompts of 28 blocks (7 KiB, a long system prompt and a
+// question), of 24 applications, and records each in the chosen provider's index, as the
+// gateway does.
 func BenchmarkPickCacheAware(b *testing.B) {
 	t := &testing.T{}
 	e := entityWith(t, CacheAware, 1, 1, 1)
@@ -378,8 +392,16 @@ func BenchmarkPickCacheAware(b *testing.B) {
 	for i := range e.Backends {
 		e.Backends[i].Provider.Health.Report(now, EngineReport{Running: 3, Waiting: 1, MaxRunning: 8, KVCacheUsage: 0.4, HasKVCacheUsage: true})
 	}
+	prompts := make([][]uint64, 24)
+	for app := range prompts {
+		for k := range 28 {
+			prompts[app] = append(prompts[app], uint64(app)<<32|uint64(k+1))
+		}
+	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		e.Pick(now, 0, uint64(i))
+		blocks := prompts[i%len(prompts)]
+		idx, _ := e.Pick(now, 0, blocks)
+		e.Backends[idx].Provider.Prefixes.Add(blocks)
 	}
 }

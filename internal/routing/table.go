@@ -201,6 +201,9 @@ type Provider struct {
 	Metrics *MetricsSpec
 	// Health is the provider's live state, shared by every table that holds the provider.
 	Health *Health
+	// Prefixes is the index of the prompt blocks this replica sent the provider, shared by
+	// every table that holds the provider.
+	Prefixes *PrefixIndex
 	// seed is the provider's identity in rendezvous hashing, the same on every replica.
 	seed uint64
 }
@@ -488,7 +491,7 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 	}{true, p.ID, u.String()})
 	if prev != nil {
 		if old, ok := prev.providers[key]; ok && old.URL.String() == u.String() {
-			p.Health = old.Health
+			p.Health, p.Prefixes = old.Health, old.Prefixes
 			if p.Ready && !old.Ready {
 				// Its probe succeeded again: that ends an ejection by the gateway's own
 				// failures too (Envoy's successful_active_health_check_uneject_host), or a
@@ -499,6 +502,9 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 	}
 	if p.Health == nil {
 		p.Health = &Health{}
+	}
+	if p.Prefixes == nil {
+		p.Prefixes = NewPrefixIndex(DefaultPrefixIndexBlocks)
 	}
 	return p, nil
 }

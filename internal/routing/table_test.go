@@ -182,7 +182,7 @@ func entityOf(t *testing.T, weights ...int) *Entity {
 
 // pick is Pick for a request without a prefix.
 func pick(e *Entity, now time.Time, tried uint64) (int, bool) {
-	i, c := e.Pick(now, tried, 0)
+	i, c := e.Pick(now, tried, nil)
 	return i, c != NoBackend
 }
 
@@ -334,7 +334,7 @@ func BenchmarkPick(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Pick(now, 0, 0)
+		e.Pick(now, 0, nil)
 	}
 }
 
