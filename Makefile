@@ -124,7 +124,7 @@ bench-gateway: envtest-assets ## Measure the gateway against direct calls, and w
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchgateway
 
 .PHONY: bench-pool
-bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy (about 7 minutes).
+bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy, for independent prompts, conversations and shared system prompts (about 10 minutes).
 	go run ./hack/benchpool
 
 ##@ Reliability

@@ -17,13 +17,29 @@ limitations under the License.
 // Command benchpool measures what provider choice does for the users of model servers: time to
 // first token (TTFT), end-to-end latency, output tokens per second and prefix cache hits,
 // against a pool of simulated vLLM servers of unequal capacity under open-loop Poisson
-// arrivals of streaming chat requests. Each phase (a workload at a share of the pool's
-// capacity) runs every configuration at once, each with a pool of its own and the very same
-// arrivals: infergate's gateway with each balancing policy, the default one with two gateway
-// replicas splitting the traffic, and, for conversations, a client that sends each
-// conversation to one server directly (the reference the issue measured).
+// arrivals of streaming chat requests.
 //
-//	go run ./hack/benchpool            (make bench-pool)
+// There are three workloads (-workloads):
+//
+//   - independent: prompts of 2,000 to 6,000 bytes sharing nothing;
+//   - prefix: conversations (-conversations in progress at once, -turns turns each), each
+//     with a system prompt of its own, every turn sent after the previous one's answer with
+//     the whole conversation so far;
+//   - shared: applications (-apps) with a system prompt of 7,200 bytes each (about 1,200
+//     words), every request an application's system prompt and a new question of 150 to 250
+//     bytes, sent at its arrival.
+//
+// Each phase (a workload at a share of the pool's capacity, -loads) runs every configuration at
+// once, each with a pool of its own and the very same arrivals: infergate's gateway with each
+// balancing policy, the default one with two gateway replicas splitting the traffic, and, for
+// conversations and applications, an oracle client that sends each conversation or
+// application to one server directly (the reference the issue measured): conversation id
+// modulo the servers, applications in proportion to the servers' max-num-seqs. The report, in
+// Markdown on standard output, ends with the issue's targets checked against RoundRobin and
+// the oracle in the same phase.
+//
+//	go run ./hack/benchpool            (make bench-pool; about 10 minutes)
+//	go run ./hack/benchpool -workloads shared -loads 0.8 -duration 20s -warmup 5s
 package main
 
 import (
@@ -56,11 +72,12 @@ var (
 	duration  = flag.Duration("duration", 40*time.Second, "arrivals per phase")
 	warmup    = flag.Duration("warmup", 10*time.Second, "leading part of each phase left out of the figures")
 	loads     = flag.String("loads", "0.5,0.8,0.95", "offered load, as shares of the pool's capacity")
-	workloads = flag.String("workloads", "independent,prefix", "workloads to run: independent, prefix")
+	workloads = flag.String("workloads", "independent,prefix,shared", "workloads to run: independent, prefix, shared")
 	pool      = flag.String("pool", "8,8,3", "max-num-seqs of each simulated server")
 	weightsOf = flag.String("weights", "", "weights of the servers' providers in the gateway's entity (default: 1 each, the pool's capacities unknown to it)")
 	slots     = flag.Int("conversations", 48, "conversations in progress at once (prefix workload)")
 	turns     = flag.Int("turns", 10, "turns per conversation (prefix workload)")
+	apps      = flag.Int("apps", 64, "applications, each with a system prompt of its own (shared workload); 64 make about twice what one server's prefix cache holds")
 	interval  = flag.Duration("scrape-interval", routing.DefaultMetricsInterval, "interval of the gateway's reads of the servers' metrics")
 	seed      = flag.Uint64("seed", 1, "seed of arrivals and prompts")
 	simBinary = flag.String("simulator", "", "simulator binary (default: built from ./cmd/simulator)")
@@ -78,7 +95,7 @@ type config struct {
 	name      string
 	balancing routing.Balancing
 	replicas  int
-	direct    bool // no gateway: each conversation to one server
+	direct    bool // no gateway: each conversation or application to one server
 }
 
 var configs = []config{
@@ -87,7 +104,7 @@ var configs = []config{
 	{name: "LeastRequest", balancing: routing.LeastRequest, replicas: 1},
 	{name: "RoundRobin", balancing: routing.RoundRobin, replicas: 1},
 	{name: "Failover (first provider, as NeMo)", balancing: routing.Failover, replicas: 1},
-	{name: "client sticks each conversation to a server, direct", direct: true},
+	{name: "oracle: each conversation or application on one server, direct", direct: true},
 }
 
 func main() {
@@ -129,24 +146,33 @@ func run() error {
 		}
 	}
 	rep := &report{pool: seqs, weights: weights}
+	if *apps < 1 {
+		return fmt.Errorf("-apps: want a positive integer")
+	}
+	build := func(name string, rate float64, d time.Duration) (*workload, error) {
+		switch name {
+		case "independent":
+			return independent(rate, d, *seed), nil
+		case "prefix":
+			return prefixHeavy(rate, d, *slots, *turns, *seed), nil
+		case "shared":
+			return shared(rate, d, *apps, *seed), nil
+		}
+		return nil, fmt.Errorf("unknown workload %q", name)
+	}
 	for _, name := range strings.Split(*workloads, ",") {
+		name = strings.TrimSpace(name)
+		if _, err := build(name, 0, 0); err != nil {
+			return err
+		}
+	}
+	for _, name := range strings.Split(*workloads, ",") {
+		name = strings.TrimSpace(name)
 		for _, share := range shares {
-			var w *workload
-			switch name {
-			case "independent":
-				w = independent(0, 0, *seed)
-			case "prefix":
-				w = prefixHeavy(0, 0, *slots, *turns, *seed)
-			default:
-				return fmt.Errorf("unknown workload %q", name)
-			}
+			w, _ := build(name, 0, 0)
 			capacity := poolCapacity(seqs, w.meanPromptTokens())
 			rate := share * capacity
-			if name == "independent" {
-				w = independent(rate, *duration, *seed)
-			} else {
-				w = prefixHeavy(rate, *duration, *slots, *turns, *seed)
-			}
+			w, _ = build(name, rate, *duration)
 			fmt.Fprintf(os.Stderr, "%s at %.0f%% of capacity: %.1f requests/s, %d requests\n", w.name, share*100, rate, len(w.arrivals))
 			results, err := runPhase(w, seqs, weights)
 			if err != nil {
@@ -196,7 +222,7 @@ func runPhase(w *workload, seqs, weights []int) ([]result, error) {
 	}
 	setups := make([]setup, len(configs))
 	for i, cfg := range configs {
-		if cfg.direct && w.slots == 0 {
+		if cfg.direct && !w.sticky() {
 			continue // with independent prompts there is nothing to stick to
 		}
 		servers, stop, err := startPool(seqs)
@@ -234,7 +260,7 @@ func runPhase(w *workload, seqs, weights []int) ([]result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i].outcomes, results[i].tokens = drive(ctx, w, cfg, setups[i].urls, start)
+			results[i].outcomes, results[i].tokens = drive(ctx, w, cfg, setups[i].urls, seqs, start)
 			results[i].picks = picks(setups[i].regs)
 		}()
 	}
@@ -244,8 +270,9 @@ func runPhase(w *workload, seqs, weights []int) ([]result, error) {
 
 // drive sends the workload's arrivals at their times and waits for the answers, for at most
 // a minute after the last arrival; Failover's clients give up after 15 s, since its one
-// server's queue would take minutes to drain.
-func drive(ctx context.Context, w *workload, cfg config, urls []string, start time.Time) ([]outcome, int64) {
+// server's queue would take minutes to drain. When direct, urls are the servers', of
+// max-num-seqs seqs.
+func drive(ctx context.Context, w *workload, cfg config, urls []string, seqs []int, start time.Time) ([]outcome, int64) {
 	patience := time.Minute
 	if !cfg.direct && cfg.balancing == routing.Failover {
 		patience = 15 * time.Second
@@ -264,6 +291,10 @@ func drive(ctx context.Context, w *workload, cfg config, urls []string, start ti
 		model = served
 	}
 	outcomes := make([]outcome, len(w.arrivals))
+	var owner []int // the server of each application, when direct
+	if cfg.direct && w.apps > 0 {
+		owner = assignApps(w.apps, seqs)
+	}
 	conversations := make([]slot, w.slots)
 	for s := range conversations {
 		conversations[s].conv = w.newConversation(s, 0)
@@ -277,6 +308,15 @@ func drive(ctx context.Context, w *workload, cfg config, urls []string, start ti
 			url := urls[0]
 			if len(urls) > 1 && !cfg.direct {
 				url = urls[a.replica]
+			}
+			if w.apps > 0 {
+				if cfg.direct {
+					url = urls[owner[a.app]]
+				}
+				o := stream(ctx, client, url, nil, body(model, []message{{"system", w.systems[a.app]}, {"user", w.prompts[i]}}), onToken)
+				o.sent = a.at
+				outcomes[i] = o
+				return
 			}
 			if w.slots == 0 {
 				o := stream(ctx, client, url, nil, body(model, []message{{"system", "You are a helpful assistant."}, {"user", w.prompts[i]}}), onToken)

@@ -31,14 +31,20 @@ type workload struct {
 	arrivals []arrival
 	// prefix workloads: conversations per slot and turns per conversation.
 	slots, turns int
-	seed         uint64
-	// independent workloads: each arrival's own prompt.
+	// shared system prompts: the applications.
+	apps int
+	seed uint64
+	// independent workloads: each arrival's own prompt; shared system prompts: each
+	// arrival's own question.
 	prompts []string
+	// shared system prompts: each application's system prompt.
+	systems []string
 }
 
 type arrival struct {
 	at   time.Duration // since the phase began
 	slot int           // the conversation slot (prefix workload)
+	app  int           // the application (shared system prompts)
 	// replica splits the traffic of the two-replica configuration.
 	replica int
 }
@@ -52,6 +58,10 @@ const (
 	// each user turn adds 200 bytes.
 	systemPromptBytes = 6000
 	userTurnBytes     = 200
+	// Shared system prompts: each application has its own system prompt of 7,200 bytes
+	// (about 1,200 words, 1,800 tokens); each request asks a new question of 150 to 250 bytes.
+	appPromptBytes                     = 7200
+	minQuestionBytes, maxQuestionBytes = 150, 250
 )
 
 // poisson returns arrival times of a Poisson process of rate per second over d.
@@ -92,6 +102,48 @@ func prefixHeavy(rate float64, d time.Duration, slots, turns int, seed uint64) *
 		w.arrivals = append(w.arrivals, arrival{at: at, slot: r.IntN(slots), replica: r.IntN(2)})
 	}
 	return w
+}
+
+// shared spreads the arrivals over apps applications at random. Every request of an
+// application carries the application's system prompt and a question of its own; requests are
+// independent of one another, sent at their arrival.
+func shared(rate float64, d time.Duration, apps int, seed uint64) *workload {
+	r := rand.New(rand.NewPCG(seed, 3))
+	w := &workload{name: "shared system prompts", apps: apps, seed: seed}
+	for app := range apps {
+		pr := rand.New(rand.NewPCG(seed, 1<<32+uint64(app)))
+		w.systems = append(w.systems, fmt.Sprintf("Application %d. ", app)+words(pr, appPromptBytes))
+	}
+	for i, at := range poisson(r, rate, d) {
+		w.arrivals = append(w.arrivals, arrival{at: at, app: r.IntN(apps), replica: r.IntN(2)})
+		q := "Question " + strconv.Itoa(i) + ": "
+		w.prompts = append(w.prompts, q+words(r, minQuestionBytes+r.IntN(maxQuestionBytes-minQuestionBytes+1)-len(q)))
+	}
+	return w
+}
+
+// sticky tells whether the workload's requests share prefixes a client could keep on one
+// server: conversations or applications.
+func (w *workload) sticky() bool { return w.slots > 0 || w.apps > 0 }
+
+// assignApps assigns apps applications to servers of max-num-seqs seqs in proportion to their
+// capacities: each in turn to the server with the fewest applications per sequence slot, the
+// first such on a tie.
+func assignApps(apps int, seqs []int) []int {
+	count := make([]int, len(seqs))
+	out := make([]int, apps)
+	for app := range out {
+		best := 0
+		for s := range seqs {
+			// count[s]/seqs[s] < count[best]/seqs[best]
+			if count[s]*seqs[best] < count[best]*seqs[s] {
+				best = s
+			}
+		}
+		out[app] = best
+		count[best]++
+	}
+	return out
 }
 
 // words returns about n bytes of text from r.
@@ -141,7 +193,7 @@ func (w *workload) userTurn(id, turn int) string {
 	return fmt.Sprintf("Turn %d: ", turn) + words(r, userTurnBytes)
 }
 
-// body is the request of a turn, or of an independent prompt.
+// body is the request of a turn, of an independent prompt or of an application's question.
 func body(model string, messages []message) []byte {
 	m, _ := json.Marshal(messages)
 	return []byte(`{"model":"` + model + `","messages":` + string(m) +
@@ -151,6 +203,10 @@ func body(model string, messages []message) []byte {
 // meanPromptTokens estimates the mean prompt of the workload in tokens (4 bytes each), for
 // the capacity of the pool.
 func (w *workload) meanPromptTokens() float64 {
+	if w.apps > 0 {
+		// The application's system prompt and a question.
+		return (float64(appPromptBytes) + float64(minQuestionBytes+maxQuestionBytes)/2) / 4
+	}
 	if w.slots == 0 {
 		return float64(minPromptBytes+maxPromptBytes) / 2 / 4
 	}
