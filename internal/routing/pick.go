@@ -217,17 +217,22 @@ func (e *Entity) cacheAware(now time.Time, cand []uint8, blocks []uint64) (int, 
 		totalWeight += e.Backends[i].Weight
 		capacities = capacities && sig[k].Capacity > 0
 	}
-	speed := e.speeds(cand, sig[:len(cand)])
 	bound := func(k int) float64 {
 		return math.Ceil(loadBound*float64(e.Backends[cand[k]].Weight)/float64(totalWeight)*float64(totalLoad+1)) + loadSlack
 	}
 
+	choice := ByPolicy
 	if len(blocks) > 0 {
-		return e.byPrefix(cand, blocks, queued[:len(cand)], speed[:len(cand)], sig[:len(cand)], func(k int) bool {
+		i, c := e.byPrefix(cand, blocks, func(k int) bool {
 			return queued[k] <= minQueued+sig[k].slack() && (capacities || float64(sig[k].Load+1) <= bound(k))
 		})
+		if i >= 0 {
+			return i, c
+		}
+		choice = Spilled
 	}
-	return e.lessLoaded(cand, sig[:len(cand)], queued[:len(cand)], speed[:len(cand)]), ByPolicy
+	speed := e.speeds(cand, sig[:len(cand)])
+	return e.lessLoaded(cand, sig[:len(cand)], queued[:len(cand)], speed[:len(cand)]), choice
 }
 
 // affinityBlocks is how much of a prompt names the server it goes to when no server is known
@@ -243,8 +248,9 @@ const affinityBlocks = 4
 // ranks the servers alike on every replica, so that replicas that have not seen a prompt
 // still agree where it goes. The first of them that is not overloaded takes the request:
 // Preferred when it holds the longest prefix any candidate holds (or, when none holds any,
-// ranks first), Spilled otherwise; when every one is overloaded, the less loaded of two.
-func (e *Entity) byPrefix(cand []uint8, blocks []uint64, queued []int64, speed []float64, sig []Signals, room func(k int) bool) (int, Choice) {
+// ranks first), Spilled otherwise. room tells whether the k-th candidate is not overloaded; when
+// none is, byPrefix returns -1.
+func (e *Entity) byPrefix(cand []uint8, blocks []uint64, room func(k int) bool) (int, Choice) {
 	enough := min(len(blocks), affinityBlocks)
 	key := blocks[enough-1]
 	var match [MaxBackends]int
@@ -274,7 +280,7 @@ func (e *Entity) byPrefix(cand []uint8, blocks []uint64, queued []int64, speed [
 			return int(cand[best]), Spilled
 		}
 	}
-	return e.lessLoaded(cand, sig, queued, speed), Spilled
+	return -1, NoBackend
 }
 
 // lessLoaded draws two candidates by weight and takes the one that would queue behind fewer
