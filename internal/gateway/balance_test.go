@@ -142,6 +142,31 @@ func chat(t *testing.T, c *openai.Client, messages []openai.ChatCompletionMessag
 	return acc.Choices[0].Message.Content, acc.Usage
 }
 
+// generations returns the generations each server was asked for.
+func generations(servers []*server) []int64 {
+	var n []int64
+	for _, s := range servers {
+		n = append(n, s.generations.Load())
+	}
+	return n
+}
+
+// onlyOne returns the server that was asked for all n generations, -1 when none was; it fails
+// the test when whose requests went to more than one.
+func onlyOne(t *testing.T, servers []*server, n int64, whose string) int {
+	t.Helper()
+	home := -1
+	for i, got := range generations(servers) {
+		switch {
+		case got == n:
+			home = i
+		case got != 0:
+			t.Fatalf("%s requests spread over the providers: %v", whose, generations(servers))
+		}
+	}
+	return home
+}
+
 func TestSaturatedProviderReceivesLess(t *testing.T) {
 	opts := simulator.Options{Models: []string{"meta/llama"}, MaxNumSeqs: 2, Chunks: 4, ChunkDelay: 10 * time.Millisecond}
 	busy, a, b := newServer(t, opts), newServer(t, opts), newServer(t, opts)
@@ -194,13 +219,7 @@ func TestSharedPrefixLandsOnOneProviderWhileItHasRoom(t *testing.T) {
 	c := g.client("team")
 	system := "You are the support assistant of a bakery. " + strings.Repeat("Answer about bread, cakes and opening hours. ", 40)
 
-	counts := func() []int64 {
-		var n []int64
-		for _, s := range servers {
-			n = append(n, s.generations.Load())
-		}
-		return n
-	}
+	counts := func() []int64 { return generations(servers) }
 	// A conversation: each turn repeats the ones before.
 	messages := []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system)}
 	var cached int64
@@ -212,15 +231,7 @@ func TestSharedPrefixLandsOnOneProviderWhileItHasRoom(t *testing.T) {
 			cached += u.PromptTokensDetails.CachedTokens
 		}
 	}
-	home := -1
-	for i, n := range counts() {
-		switch {
-		case n == 12:
-			home = i
-		case n != 0:
-			t.Fatalf("the conversation's requests spread over the providers: %v", counts())
-		}
-	}
+	home := onlyOne(t, servers, 12, "the conversation's")
 	if home < 0 || cached == 0 {
 		t.Fatalf("requests per provider %v, cached prompt tokens %d", counts(), cached)
 	}
@@ -271,13 +282,7 @@ func TestSharedSystemPromptLandsOnTheServerThatHoldsIt(t *testing.T) {
 	// An application with a long system prompt (about 1,000 tokens) and a new question on
 	// every request: RAG, classifiers, agents.
 	system := "You classify the tickets of a help desk. " + strings.Repeat("Label each ticket billing, outage, access or other, and say why in one line. ", 50)
-	counts := func() []int64 {
-		var n []int64
-		for _, s := range servers {
-			n = append(n, s.generations.Load())
-		}
-		return n
-	}
+	counts := func() []int64 { return generations(servers) }
 	var cached, prompt int64
 	for i := range 20 {
 		u := streamChat(t, c, system, fmt.Sprintf("Ticket %d: my invoice %d is wrong and I cannot log in since %d.", i, 1000+i*7, i))
@@ -286,15 +291,7 @@ func TestSharedSystemPromptLandsOnTheServerThatHoldsIt(t *testing.T) {
 			prompt += u.PromptTokens
 		}
 	}
-	home := -1
-	for i, n := range counts() {
-		switch {
-		case n == 20:
-			home = i
-		case n != 0:
-			t.Fatalf("the application's requests spread over the providers: %v", counts())
-		}
-	}
+	home := onlyOne(t, servers, 20, "the application's")
 	// Every request after the first found the system prompt in its server's cache.
 	if home < 0 || float64(cached) < 0.9*float64(prompt) {
 		t.Fatalf("requests per provider %v; %d of %d prompt tokens cached", counts(), cached, prompt)
