@@ -56,6 +56,13 @@ const (
 	// ReasonLoop: the upstream leads back to an infergate gateway (508 Loop Detected).
 	ReasonLoop ConditionReason = "Loop"
 
+	// ReasonInvalidTimeZone: an InferenceBudget's spec.timeZone is not a known IANA time zone;
+	// its day and month windows follow UTC until it is fixed.
+	ReasonInvalidTimeZone ConditionReason = "InvalidTimeZone"
+	// ReasonStoreUnavailable: the budget store cannot be reached; the budget's failureMode
+	// decides what the gateway does meanwhile.
+	ReasonStoreUnavailable ConditionReason = "StoreUnavailable"
+
 	// ReasonNoReadyProvider: no provider that serves the model is Ready.
 	ReasonNoReadyProvider ConditionReason = "NoReadyProvider"
 	// ReasonProviderNotFound: a provider named in spec.providers does not exist.
