@@ -32,6 +32,7 @@ import (
 
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/naming"
+	"github.com/infergate/infergate/internal/quota"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -45,6 +46,8 @@ type apiError struct {
 	retryAfter int
 	// allow, when set, is sent as Allow: the methods a 405 would accept.
 	allow string
+	// typ, when set, replaces the type the status gives; budget and limit name what refused.
+	typ, budget, limit string
 }
 
 func (e *apiError) Error() string { return e.detail }
@@ -58,6 +61,9 @@ type errorObject struct {
 	Message string `json:"message"`
 	Type    string `json:"type"`
 	Code    string `json:"code"`
+	// Budget and Limit name the InferenceBudget and its limit that refused a request.
+	Budget string `json:"budget,omitempty"`
+	Limit  string `json:"limit,omitempty"`
 }
 
 // The errors of the contract, in one table.
@@ -136,6 +142,40 @@ func errMethodNotAllowed(method, allow string) *apiError {
 func errCallerBusy() *apiError {
 	return &apiError{status: http.StatusTooManyRequests, code: "caller_busy", retryAfter: 1,
 		detail: "Too Many Requests: the request bodies of this caller (the ServiceAccounts of a namespace count as one) in the gateway take its whole share of the gateway's memory budget (--gateway-buffer-bytes-per-caller); retry when some of them are done."}
+}
+
+func errBudgetUnavailable() *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: "budget_unavailable", retryAfter: 1,
+		detail: "Service Unavailable: the budget store cannot be reached, and an InferenceBudget that applies to this request fails closed (spec.failureMode); retry shortly."}
+}
+
+// errBudgetRefused says which budget and limit refused a request, and when to retry. A
+// second or minute limit is a rate limit (code rate_limit_exceeded); a day or month limit is a
+// budget spent (code budget_exhausted, type insufficient_quota, as OpenAI's spent quota).
+func errBudgetRefused(c *quota.Counter, d *quota.Decision, div int64) *apiError {
+	retry := max(int((d.RetryAfter+time.Second-1)/time.Second), 1)
+	limit := c.Limit.Max / div
+	used := d.States[d.Refused].Used
+	unit, what := "requests", "request"
+	if c.Limit.Tokens {
+		unit, what = "tokens", "tokens"
+	}
+	share := ""
+	if div > 1 {
+		share = " (this replica's share: the limit divided by " + strconv.FormatInt(div, 10) + " replicas)"
+	}
+	e := &apiError{status: http.StatusTooManyRequests, retryAfter: retry, budget: c.Budget.ID, limit: c.Limit.Name}
+	switch c.Limit.Window {
+	case quota.Day, quota.Month:
+		e.code, e.typ = "budget_exhausted", "insufficient_quota"
+		e.detail = "Budget exhausted: InferenceBudget " + c.Budget.ID + " allows " + strconv.FormatInt(limit, 10) + " " + unit + " per " + c.Limit.Window.String() + share +
+			"; " + strconv.FormatInt(used, 10) + " are used and the " + what + " of this request do not fit. It renews in " + resetText(d.RetryAfter) + "."
+	default:
+		e.code, e.typ = "rate_limit_exceeded", unit
+		e.detail = "Rate limit reached: InferenceBudget " + c.Budget.ID + " allows " + strconv.FormatInt(limit, 10) + " " + unit + " per " + c.Limit.Window.String() + share +
+			" (" + c.Limit.Name + "); " + strconv.FormatInt(used, 10) + " are used. Retry in " + resetText(d.RetryAfter) + "."
+	}
+	return e
 }
 
 func errNoModel(why string) *apiError {
@@ -236,7 +276,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(errorBody{Detail: e.detail, Error: errorObject{Message: e.detail, Type: errorType(e.status), Code: e.code}})
+	typ := e.typ
+	if typ == "" {
+		typ = errorType(e.status)
+	}
+	_ = enc.Encode(errorBody{Detail: e.detail, Error: errorObject{Message: e.detail, Type: typ, Code: e.code, Budget: e.budget, Limit: e.limit}})
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

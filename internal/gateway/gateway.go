@@ -47,6 +47,7 @@ import (
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/jsonfield"
 	"github.com/infergate/infergate/internal/naming"
+	"github.com/infergate/infergate/internal/quota"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -119,6 +120,8 @@ type Options struct {
 	// TracerProvider, when set, traces proxied requests and their upstream attempts (see
 	// trace.go); nil costs nothing.
 	TracerProvider trace.TracerProvider
+	// Limiter enforces the InferenceBudgets of the routing table; nil enforces none.
+	Limiter *quota.Limiter
 	// Now is the clock of ejections, cool-downs and durations. Default time.Now; tests move it.
 	Now func() time.Time
 }
@@ -130,10 +133,11 @@ type Gateway struct {
 	proxy      *httputil.ReverseProxy
 	metrics    *metrics
 	metricsH   http.Handler
-	handler    http.Handler // the routes, behind authentication when Access is set
-	buffers    budget       // bytes held by bodies read whole and responses rewritten
-	hop        []string     // the egress.HopHeader value of a request that arrived without one
-	transports sync.Map     // transportKey → *http.Transport
+	handler    http.Handler   // the routes, behind authentication when Access is set
+	buffers    budget         // bytes held by bodies read whole and responses rewritten
+	limiter    *quota.Limiter // InferenceBudgets; nil enforces none
+	hop        []string       // the egress.HopHeader value of a request that arrived without one
+	transports sync.Map       // transportKey → *http.Transport
 	log        logr.Logger
 	access     logr.Logger  // the access log; set only with Options.AccessLog
 	tracer     trace.Tracer // nil unless Options.TracerProvider is set
@@ -174,7 +178,7 @@ func New(opts Options) (*Gateway, error) {
 	if opts.ID == "" {
 		opts.ID = egress.GatewayID(newRequestID())
 	}
-	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID},
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, limiter: opts.Limiter,
 		buffers: budget{limit: opts.BufferBytes, share: max(opts.CallerBufferBytes, 0)}}
 	if err := registerBudget(opts.Registerer, &g.buffers); err != nil {
 		return nil, err
@@ -257,6 +261,15 @@ type proxyRequest struct {
 	usage      usage
 	rw         responseRewriter
 	segs       [][]byte
+
+	// The request's budgets (limits.go): its counters and their decision; budgeted once tokens
+	// are reserved, until settled. overrides replace body members upstream (its output cap,
+	// stream_options); stripUsage keeps the usage event the gateway asked for from the client.
+	quota      quota.Request
+	decision   quota.Decision
+	budgeted   bool
+	stripUsage bool
+	overrides  []routing.BodyField
 }
 
 type proxyRequestKey struct{}
@@ -424,7 +437,8 @@ func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiErr
 
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID []string) {
 	pr := proxyRequests.Get().(*proxyRequest)
-	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], blocks: pr.blocks[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]}}
+	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], blocks: pr.blocks[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]},
+		quota: quota.Request{Counters: pr.quota.Counters[:0]}, decision: pr.decision.Reuse(), overrides: pr.overrides[:0]}
 	pr.g, pr.rt, pr.in, pr.requestID, pr.requestIDs, pr.start, pr.model = g, rt, r, requestID[0], requestID, g.opts.Now(), -1
 	pr.hops = g.hop
 	if hops := r.Header[egress.HopHeader]; len(hops) > 0 {
@@ -455,7 +469,11 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if hasBody(r) {
 		g.limitBody(w, pr.out)
 	}
-	if e := g.resolve(pr, table); e != nil {
+	e := g.resolve(pr, table)
+	if e == nil {
+		e = g.admit(w, pr, table)
+	}
+	if e != nil {
 		entityLabel := ""
 		if pr.entity != nil {
 			entityLabel = pr.entity.Name
@@ -701,7 +719,7 @@ func (g *Gateway) prepare(req *http.Request, pr *proxyRequest, p *routing.Provid
 	}
 	var segs [][]byte
 	if pr.object {
-		segs = requestBody(make([][]byte, 0, 4), pr.body.b, pr.members, pr.model, pr.setModel, served, p)
+		segs = requestBody(make([][]byte, 0, 4), pr.body.b, pr.members, pr.model, pr.setModel, served, p, pr.overrides)
 	} else {
 		segs = [][]byte{pr.body.b}
 	}
@@ -726,6 +744,14 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	pr.ttfb = g.opts.Now().Sub(pr.start)
 	pr.status = resp.StatusCode
 	delete(resp.Header, "X-Request-Id")
+	if pr.budgeted {
+		// The client's limits are its budgets' (set by admit), not those of the provider's key.
+		for name := range resp.Header {
+			if strings.HasPrefix(name, "X-Ratelimit-") {
+				delete(resp.Header, name)
+			}
+		}
+	}
 	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
 	if isSSE(resp.Header.Get("Content-Type")) {
 		pr.current.Health.StreamBegin() // finish ends it
@@ -886,6 +912,7 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	if !pr.firstEvent.IsZero() && entity != "" {
 		m.ttft.WithLabelValues(ws, entity, provider).Observe(pr.firstEvent.Sub(pr.start).Seconds())
 	}
+	g.finishBudget(pr)
 	if pr.usage.seen && entity != "" {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
 		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))

@@ -36,6 +36,10 @@ type metrics struct {
 	completionTokens *prometheus.CounterVec
 	retries          *prometheus.CounterVec
 	ejections        *prometheus.CounterVec
+	// Budgets (limits.go): decisions, refusals by budget and limit, and usage settled.
+	budgetDecisions *prometheus.CounterVec
+	budgetRefusals  *prometheus.CounterVec
+	budgetUsed      *prometheus.CounterVec
 	// picks counts how providers were chosen, resolved ahead for every balancing and choice.
 	picks [routing.Failover + 1][routing.AllEjected + 1]prometheus.Counter
 }
@@ -98,6 +102,19 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			Namespace: ns, Subsystem: sub, Name: "provider_ejections_total",
 			Help: "Times a provider was taken out of rotation for a cool-down after failures or a Retry-After.",
 		}, []string{"workspace", "provider"}),
+		budgetDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "budget", Name: "decisions_total",
+			Help: "Requests decided against InferenceBudgets, by workspace, decision (allowed; clamped: allowed with a lower output cap; refused: 429; unavailable: 503, the store down and a budget failing closed) " +
+				"and where (store; in_process: a replica without a store; fallback: this replica's share while the store is down).",
+		}, []string{"workspace", "decision", "via"}),
+		budgetRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "budget", Name: "refusals_total",
+			Help: "Requests refused with 429, by workspace, the InferenceBudget (namespace/name) and the limit that refused them.",
+		}, []string{"workspace", "budget", "limit"}),
+		budgetUsed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "budget", Name: "used_total",
+			Help: "Requests and tokens (as settled: the provider's usage, or what was sent) counted by each InferenceBudget, by the request's workspace, the budget, the caller (budgets counted per caller; empty otherwise) and unit.",
+		}, []string{"workspace", "budget", "caller", "unit"}),
 	}
 	picks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "provider_picks_total",
@@ -113,7 +130,7 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			m.picks[b][c] = picks.WithLabelValues(b.String(), choiceLabel(c))
 		}
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, picks, &healthCollector{store: store, now: now}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, m.budgetDecisions, m.budgetRefusals, m.budgetUsed, picks, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

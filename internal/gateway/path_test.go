@@ -156,7 +156,7 @@ func FuzzRequestBody(f *testing.F) {
 				model = i // the last, as decoders read
 			}
 		}
-		out := bytes.Join(requestBody(nil, body, members, model, true, served, provider), nil)
+		out := bytes.Join(requestBody(nil, body, members, model, true, served, provider, nil), nil)
 		var got map[string]json.RawMessage
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("upstream body %q is not a JSON object: %v", out, err)

@@ -35,9 +35,11 @@ var (
 // required always). The result points into body; nothing is copied.
 //
 // model is the index in members of the `model` member, or -1; with setModel false the model is
-// left as it is (provider route).
-func requestBody(dst [][]byte, body []byte, members []jsonfield.Member, model int, setModel bool, served []byte, p *routing.Provider) [][]byte {
-	if len(p.DefaultBody) == 0 && len(p.RequiredBody) == 0 {
+// left as it is (provider route). The request's own overrides (its output cap lowered to its
+// budget, the stream's usage asked for) replace members of the same name, the provider's
+// required fields included.
+func requestBody(dst [][]byte, body []byte, members []jsonfield.Member, model int, setModel bool, served []byte, p *routing.Provider, overrides []routing.BodyField) [][]byte {
+	if len(p.DefaultBody) == 0 && len(p.RequiredBody) == 0 && len(overrides) == 0 {
 		switch {
 		case !setModel:
 			return append(dst, body)
@@ -60,7 +62,7 @@ func requestBody(dst [][]byte, body []byte, members []jsonfield.Member, model in
 		add(modelKey, served)
 	}
 	for i, m := range members {
-		if required(body, m, p.RequiredBody) {
+		if required(body, m, p.RequiredBody) || required(body, m, overrides) {
 			continue
 		}
 		if setModel && i == model {
@@ -70,12 +72,17 @@ func requestBody(dst [][]byte, body []byte, members []jsonfield.Member, model in
 		add(body[m.KeyStart:m.ValueEnd])
 	}
 	for _, f := range p.DefaultBody {
-		if present(body, members, f.Name) || isRequired(f.Name, p.RequiredBody) {
+		if present(body, members, f.Name) || isRequired(f.Name, p.RequiredBody) || isRequired(f.Name, overrides) {
 			continue
 		}
 		add(f.Member)
 	}
 	for _, f := range p.RequiredBody {
+		if !isRequired(f.Name, overrides) {
+			add(f.Member)
+		}
+	}
+	for _, f := range overrides {
 		add(f.Member)
 	}
 	return append(dst, closeBrace)

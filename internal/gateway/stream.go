@@ -200,6 +200,11 @@ func (b *sseBody) line(line, nl []byte) {
 	b.segs, u = b.pr.rw.rewrite(b.segs[:0], payload)
 	if u.seen {
 		b.pr.usage = u
+		if b.pr.stripUsage && usageOnly(payload, b.pr.rw.members) {
+			// The gateway asked for this event to settle the request's budget; the client
+			// did not. The blank line after it ends an empty event, which clients skip.
+			return
+		}
 	}
 	out := append(*b.out, body[:len(body)-len(payload)]...)
 	for _, s := range b.segs {
@@ -209,6 +214,13 @@ func (b *sseBody) line(line, nl []byte) {
 		out = append(out, '\r')
 	}
 	*b.out = append(out, nl...)
+}
+
+// usageOnly tells whether a chat or completion chunk is the usage event that
+// stream_options.include_usage adds: its choices are empty.
+func usageOnly(payload []byte, members []jsonfield.Member) bool {
+	m, ok := jsonfield.Find(payload, members, "choices")
+	return ok && string(bytes.Join(bytes.Fields(m.Value(payload)), nil)) == "[]"
 }
 
 func (b *sseBody) Close() error {

@@ -155,6 +155,11 @@ type Decision struct {
 	reserved []int64
 }
 
+// Reuse returns an empty Decision that keeps d's slices, for a pooled request.
+func (d *Decision) Reuse() Decision {
+	return Decision{States: d.States[:0], reserved: d.reserved[:0]}
+}
+
 // Where decisions are made.
 const (
 	ViaStore     = "store"      // the shared store

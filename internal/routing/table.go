@@ -28,6 +28,7 @@ limitations under the License.
 package routing
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -40,6 +41,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/infergate/infergate/internal/jsonfield"
+	"github.com/infergate/infergate/internal/quota"
 )
 
 // MaxBackends bounds the providers considered for one entity.
@@ -49,6 +51,8 @@ const MaxBackends = 64
 type Spec struct {
 	Providers []ProviderSpec
 	Entities  []EntitySpec
+	// Budgets are the InferenceBudgets; those marked Global apply to every workspace.
+	Budgets []*quota.Budget
 }
 
 // ProviderSpec describes one upstream.
@@ -255,6 +259,43 @@ type Table struct {
 	listed     map[string][]*Entity
 	routable   int
 	built      time.Time
+	// budgets are the budgets of each workspace that has some, its own first, then the global
+	// ones, most specific first; global those of every other workspace.
+	budgets map[string][]*quota.Budget
+	global  []*quota.Budget
+}
+
+// Budgets returns the budgets that may apply to requests of workspace ws, most specific first.
+func (t *Table) Budgets(ws string) []*quota.Budget {
+	if b, ok := t.budgets[ws]; ok {
+		return b
+	}
+	return t.global
+}
+
+// HasBudgets tells whether the table holds any budget.
+func (t *Table) HasBudgets() bool { return len(t.budgets) > 0 || len(t.global) > 0 }
+
+func (t *Table) addBudgets(budgets []*quota.Budget) {
+	t.budgets = map[string][]*quota.Budget{}
+	for _, b := range budgets {
+		if b.Global {
+			t.global = append(t.global, b)
+		}
+	}
+	for _, b := range budgets {
+		if !b.Global {
+			if _, ok := t.budgets[b.Workspace]; !ok {
+				t.budgets[b.Workspace] = slices.Clone(t.global)
+			}
+			t.budgets[b.Workspace] = append(t.budgets[b.Workspace], b)
+		}
+	}
+	bySpecificity := func(a, b *quota.Budget) int { return cmp.Compare(b.Specificity, a.Specificity) }
+	slices.SortStableFunc(t.global, bySpecificity)
+	for _, list := range t.budgets {
+		slices.SortStableFunc(list, bySpecificity)
+	}
 }
 
 // emptyModels is the model list of a workspace with no routable entity.
@@ -348,6 +389,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		listed:     map[string][]*Entity{},
 		built:      time.Now(),
 	}
+	t.addBudgets(spec.Budgets)
 	for i := range spec.Providers {
 		p, err := newProvider(&spec.Providers[i], prev)
 		if err != nil {

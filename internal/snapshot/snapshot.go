@@ -83,7 +83,7 @@ func (b *Builder) Start(ctx context.Context) error {
 	if err := b.registerMetrics(); err != nil {
 		return err
 	}
-	kinds := []client.Object{&inferencev1alpha1.ModelEntity{}, &inferencev1alpha1.Provider{}, &corev1.Secret{}}
+	kinds := []client.Object{&inferencev1alpha1.ModelEntity{}, &inferencev1alpha1.Provider{}, &inferencev1alpha1.InferenceBudget{}, &corev1.Secret{}}
 	if b.GrantsAvailable {
 		kinds = append(kinds, &gatewayv1beta1.ReferenceGrant{})
 	}
@@ -159,6 +159,9 @@ func (b *Builder) handler(kind client.Object) toolscache.ResourceEventHandler {
 			}
 			if eo, ok := old.(*inferencev1alpha1.ModelEntity); ok && eo.Generation == nu.(*inferencev1alpha1.ModelEntity).Generation {
 				return // status only: the builder resolves entities itself
+			}
+			if bo, ok := old.(*inferencev1alpha1.InferenceBudget); ok && bo.Generation == nu.(*inferencev1alpha1.InferenceBudget).Generation {
+				return // status only
 			}
 			if relevant(nu) {
 				b.poke()
@@ -250,6 +253,10 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 	if err := r.List(ctx, &providers, noCopy); err != nil {
 		return routing.Spec{}, nil, fmt.Errorf("list providers: %w", err)
 	}
+	var budgets inferencev1alpha1.InferenceBudgetList
+	if err := r.List(ctx, &budgets, noCopy); err != nil {
+		return routing.Spec{}, nil, fmt.Errorf("list inference budgets: %w", err)
+	}
 	var grants gatewayv1beta1.ReferenceGrantList
 	if grantsAvailable {
 		if err := r.List(ctx, &grants, noCopy); err != nil {
@@ -259,6 +266,11 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 
 	spec := routing.Spec{Providers: make([]routing.ProviderSpec, 0, len(providers.Items)), Entities: make([]routing.EntitySpec, 0, len(entities.Items))}
 	secrets := map[client.ObjectKey]bool{}
+	for i := range budgets.Items {
+		if b := &budgets.Items[i]; b.DeletionTimestamp.IsZero() {
+			spec.Budgets = append(spec.Budgets, Budget(b, systemWorkspace))
+		}
+	}
 	for i := range providers.Items {
 		p := &providers.Items[i]
 		if !p.DeletionTimestamp.IsZero() {

@@ -1,0 +1,289 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/infergate/infergate/internal/jsonfield"
+	"github.com/infergate/infergate/internal/quota"
+	"github.com/infergate/infergate/internal/routing"
+)
+
+// DefaultOutputReservation is the output tokens reserved for a request that sets no cap of its
+// own (max_tokens, max_completion_tokens or max_output_tokens). When less than this is left in
+// a budget, the gateway sends the cap that fits.
+const DefaultOutputReservation = 4096
+
+// MaxTokensHeader tells the client that the gateway lowered (or set) the request's output cap
+// to what its budgets had left, and to how many tokens.
+const MaxTokensHeader = "X-Infergate-Budget-Max-Tokens"
+
+// The output caps a request may set, by API: chat completions (the current name first),
+// completions, responses.
+var capFields = [...]string{"max_completion_tokens", "max_tokens", "max_output_tokens"}
+
+// admit decides a request against the budgets that apply to it, before it goes upstream: it
+// reserves its tokens (the prompt's estimate and the output it may produce), lowers its output
+// cap where its budgets have less left, and asks for the usage of a stream so that it can be
+// settled. It returns the error to answer, with the x-ratelimit headers set on w.
+func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.Table) *apiError {
+	if g.limiter == nil {
+		return nil
+	}
+	budgets := table.Budgets(pr.rt.workspace)
+	if len(budgets) == 0 {
+		return nil
+	}
+	name, groups := "", []string(nil)
+	if u := userFrom(pr.in.Context()); u != nil {
+		name, groups = u.GetName(), u.GetGroups()
+	}
+	entity := ""
+	var providers []string
+	if pr.entity != nil {
+		entity = pr.entity.Name
+		for i := range pr.entity.Backends {
+			providers = append(providers, pr.entity.Backends[i].Provider.ID)
+		}
+	} else if pr.provider != nil {
+		providers = []string{pr.provider.ID}
+	}
+	q := &pr.quota
+	for _, b := range budgets {
+		if !b.Applies(pr.rt.workspace, name, groups, entity, providers) {
+			continue
+		}
+		for i := range b.Limits {
+			q.Counters = append(q.Counters, quota.Counter{Key: quota.CounterKey(b, &b.Limits[i], pr.rt.workspace, name), Budget: b, Limit: &b.Limits[i]})
+		}
+	}
+	if len(q.Counters) == 0 {
+		return nil
+	}
+	capIdx := -1
+	q.Input, q.Output, capIdx = pr.estimate()
+	err := g.limiter.Reserve(pr.ctx, q, &pr.decision)
+	m := g.metrics
+	switch {
+	case errors.Is(err, quota.ErrUnavailable):
+		m.budgetDecisions.WithLabelValues(pr.rt.workspace, "unavailable", "").Inc()
+		return errBudgetUnavailable()
+	case err != nil:
+		return errBudgetUnavailable() // the client went away meanwhile; nobody reads it
+	}
+	d := &pr.decision
+	g.rateLimitHeaders(w.Header(), q, d)
+	if !d.Allowed {
+		m.budgetDecisions.WithLabelValues(pr.rt.workspace, "refused", d.Via).Inc()
+		c := &q.Counters[d.Refused]
+		m.budgetRefusals.WithLabelValues(pr.rt.workspace, c.Budget.ID, c.Limit.Name).Inc()
+		return errBudgetRefused(c, d, divisor(g.limiter, d))
+	}
+	pr.budgeted = true
+	decision := "allowed"
+	if d.Output < q.Output && pr.object {
+		// Less is left than the request may produce: send the cap that fits.
+		name := pr.capField(capIdx)
+		member := append(jsonfield.AppendString(nil, name), ':')
+		pr.overrides = append(pr.overrides, routing.BodyField{Name: name, Member: strconv.AppendInt(member, d.Output, 10)})
+		w.Header()[MaxTokensHeader] = []string{strconv.FormatInt(d.Output, 10)}
+		decision = "clamped"
+	}
+	m.budgetDecisions.WithLabelValues(pr.rt.workspace, decision, d.Via).Inc()
+	pr.askUsage()
+	return nil
+}
+
+// estimate returns a request's estimated input tokens (a token for every four bytes of its
+// prompt's JSON text), the output it may produce (its cap, or DefaultOutputReservation on
+// the generating paths, else none), and which of capFields it set (-1 for none).
+func (pr *proxyRequest) estimate() (input, output int64, capIdx int) {
+	capIdx = -1
+	if !pr.object || pr.body == nil {
+		return 0, 0, -1
+	}
+	b := pr.body.b
+	for _, name := range promptMembers {
+		if m, ok := jsonfield.Find(b, pr.members, name); ok {
+			input += int64(m.ValueEnd-m.ValueStart+3) / 4
+		}
+	}
+	for i, name := range capFields {
+		if m, ok := jsonfield.Find(b, pr.members, name); ok {
+			if n, ok := jsonfield.IntValue(m.Value(b)); ok && n >= 0 {
+				return input, n, i
+			}
+		}
+	}
+	if generates(pr.rt.trailing) {
+		output = DefaultOutputReservation
+	}
+	return input, output, -1
+}
+
+// generates tells whether a path produces output tokens: chat completions, completions and
+// responses do, embeddings and the rest do not.
+func generates(trailing string) bool {
+	return strings.HasSuffix(trailing, "completions") || strings.HasSuffix(trailing, "responses")
+}
+
+// capField is the output cap to set: the one the client set, else the one of its API.
+func (pr *proxyRequest) capField(idx int) string {
+	switch {
+	case idx >= 0:
+		return capFields[idx]
+	case strings.HasSuffix(pr.rt.trailing, "chat/completions"):
+		return "max_completion_tokens"
+	case strings.HasSuffix(pr.rt.trailing, "responses"):
+		return "max_output_tokens"
+	}
+	return "max_tokens"
+}
+
+// askUsage makes a chat or completion stream end with its usage, so that it can be settled:
+// stream_options.include_usage is set, and when the client did not ask for it, the usage
+// event is kept from it (stripUsage). The Responses API reports usage in its last event.
+func (pr *proxyRequest) askUsage() {
+	if !pr.object || !strings.HasSuffix(pr.rt.trailing, "completions") {
+		return
+	}
+	b := pr.body.b
+	if m, ok := jsonfield.Find(b, pr.members, "stream"); !ok || string(m.Value(b)) != "true" {
+		return
+	}
+	opts := []byte(nil)
+	if m, ok := jsonfield.Find(b, pr.members, "stream_options"); ok {
+		opts = m.Value(b)
+	}
+	var members []jsonfield.Member
+	if len(opts) > 0 && opts[0] == '{' {
+		members, _ = jsonfield.Members(nil, opts)
+		if v, ok := jsonfield.Find(opts, members, "include_usage"); ok && string(v.Value(opts)) == "true" {
+			return // asked for by the client
+		}
+	}
+	field := []byte(`"stream_options":{"include_usage":true`)
+	for _, m := range members {
+		if !m.KeyIs(opts, "include_usage") {
+			field = append(append(field, ','), opts[m.KeyStart:m.ValueEnd]...)
+		}
+	}
+	field = append(field, '}')
+	pr.overrides = append(pr.overrides, routing.BodyField{Name: "stream_options", Member: field})
+	pr.stripUsage = true
+}
+
+// settle replaces what the request reserved with what it used: the usage the provider
+// reported; for a stream cut before its usage, the estimated input and an output token for
+// each event sent; for a success without usage, what was reserved; for a failure, nothing.
+func (g *Gateway) settle(pr *proxyRequest) {
+	q, d := &pr.quota, &pr.decision
+	var input, output int64
+	switch {
+	case pr.usage.seen:
+		input, output = pr.usage.prompt, pr.usage.completion
+	case pr.events > 0:
+		input, output = q.Input, pr.events
+	case pr.status >= 200 && pr.status < 300:
+		input, output = q.Input, d.Output
+	}
+	g.limiter.Settle(pr.in.Context(), q, d, input, output)
+	m := g.metrics
+	for i := range q.Counters {
+		c := &q.Counters[i]
+		if i > 0 && q.Counters[i-1].Budget == c.Budget {
+			continue // once per budget
+		}
+		caller := ""
+		if c.Budget.PerCaller {
+			if u := userFrom(pr.in.Context()); u != nil {
+				caller = u.GetName()
+			}
+		}
+		m.budgetUsed.WithLabelValues(pr.rt.workspace, c.Budget.ID, caller, "requests").Inc()
+		var tokens int64
+		if c.Budget.Input {
+			tokens += input
+		}
+		if c.Budget.Output {
+			tokens += output
+		}
+		m.budgetUsed.WithLabelValues(pr.rt.workspace, c.Budget.ID, caller, "tokens").Add(float64(tokens))
+	}
+}
+
+// divisor is what the limits were divided by for d: the replicas, where each enforces its
+// share.
+func divisor(l *quota.Limiter, d *quota.Decision) int64 {
+	if d.Via == quota.ViaFallback || (d.Via == quota.ViaInProcess && l.Replicas() > 1) {
+		return int64(l.Replicas())
+	}
+	return 1
+}
+
+// rateLimitHeaders sets OpenAI's x-ratelimit headers from the request counter and the token
+// counter with the least left (the most specific budget on a tie).
+func (g *Gateway) rateLimitHeaders(h http.Header, q *quota.Request, d *quota.Decision) {
+	div := divisor(g.limiter, d)
+	for _, tokens := range [2]bool{false, true} {
+		best, left := -1, int64(0)
+		for i := range q.Counters {
+			c := &q.Counters[i]
+			if c.Limit.Tokens != tokens || i >= len(d.States) {
+				continue
+			}
+			r := max(c.Limit.Max/div-d.States[i].Used, 0)
+			if best < 0 || r < left {
+				best, left = i, r
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		unit := "requests"
+		if tokens {
+			unit = "tokens"
+		}
+		c := &q.Counters[best]
+		h["X-Ratelimit-Limit-"+titled[unit]] = []string{strconv.FormatInt(c.Limit.Max/div, 10)}
+		h["X-Ratelimit-Remaining-"+titled[unit]] = []string{strconv.FormatInt(left, 10)}
+		h["X-Ratelimit-Reset-"+titled[unit]] = []string{resetText(d.States[best].End.Sub(d.Now))}
+	}
+}
+
+var titled = map[string]string{"requests": "Requests", "tokens": "Tokens"}
+
+// resetText writes a duration as OpenAI's reset headers do: "20ms", "1s", "6m0s".
+func resetText(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// finishBudget settles a budgeted request; the caller's context may be gone.
+func (g *Gateway) finishBudget(pr *proxyRequest) {
+	if pr.budgeted {
+		pr.budgeted = false
+		g.settle(pr)
+	}
+}
