@@ -74,8 +74,12 @@ verify: manifests generate ## Fail when generated files are stale, code is not g
 envtest-assets: ## Build kube-apiserver, etcd and kubectl for envtest (first time about 10 minutes).
 	@hack/envtest-assets.sh >/dev/null
 
+.PHONY: redis-server
+redis-server: ## Install redis-server from apt when it is missing: the budget store's tests run a real one.
+	@hack/redis-server.sh
+
 .PHONY: test
-test: manifests generate vet envtest-assets $(HELM) $(PROMTOOL) ## Run unit and envtest suites against a real kube-apiserver.
+test: manifests generate vet envtest-assets redis-server $(HELM) $(PROMTOOL) ## Run unit and envtest suites against a real kube-apiserver and Redis.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build

@@ -21,6 +21,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +58,7 @@ import (
 	"github.com/infergate/infergate/internal/election"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
+	"github.com/infergate/infergate/internal/quota"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/snapshot"
@@ -93,7 +96,15 @@ type options struct {
 	systemWorkspace         string
 	secretLabelSelector     string
 	egress                  egress.Options
+	budgetStore             string
+	budgetStoreCAFile       string
+	budgetStoreTimeout      time.Duration
+	budgetReplicas          int
 }
+
+// budgetStorePasswordEnv names the environment variable with the budget store's password
+// (from a Secret); it is never a flag, so that it shows in no process list.
+const budgetStorePasswordEnv = "INFERGATE_BUDGET_STORE_PASSWORD"
 
 func main() {
 	if err := newCommand().ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
@@ -149,6 +160,10 @@ account or ~/.kube/config, in that order.`,
 	f.StringSliceVar(&o.egress.Allow, strings.TrimPrefix(egress.AllowFlag, "--"), nil, "IP ranges that Providers may point at although a denied range (built-in or of "+egress.DenyFlag+") holds them: the narrowest range that holds an address decides, and an allowed range wins over a denied one of the same size")
 	f.StringSliceVar(&o.egress.NAT64Prefixes, strings.TrimPrefix(egress.NAT64Flag, "--"), nil, "NAT64 prefixes of the cluster's network besides the well-known 64:ff9b::/96, such as 64:ff9b:1::/96: the IPv4 address their IPv6 addresses embed is checked against the ranges too")
 	f.BoolVar(&o.egress.ProxyFromEnvironment, strings.TrimPrefix(egress.ProxyFlag, "--"), false, "send upstream requests, probes and scrapes through the proxy of HTTP_PROXY and HTTPS_PROXY (not for hosts in NO_PROXY), after the upstream's host resolves to allowed addresses only; the proxy resolves it again, so give it the same denied ranges. Without it those variables are ignored")
+	f.StringVar(&o.budgetStore, "budget-store", "", "Redis or Valkey that holds the InferenceBudget counters of every replica: redis://host:6379/0, or rediss:// for TLS; the password comes from $"+budgetStorePasswordEnv+". Empty: counters in this process, exact with one replica (see --budget-replicas)")
+	f.StringVar(&o.budgetStoreCAFile, "budget-store-ca-file", "", "PEM file of the certificate authorities that a rediss:// budget store's certificate must chain to (default: the system's)")
+	f.DurationVar(&o.budgetStoreTimeout, "budget-store-timeout", quota.DefaultTimeout, "how long a call to the budget store may take before the budgets of a request follow their failure mode")
+	f.IntVar(&o.budgetReplicas, "budget-replicas", 1, "gateway replicas that share the InferenceBudgets: without --budget-store each replica admits the limits divided by this number, and with one, budgets with failureMode Open do so while the store cannot be reached")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
@@ -287,8 +302,14 @@ func run(ctx context.Context, o options) error {
 	// Every replica of this installation marks what it sends upstream with the same id, so that
 	// a Provider leading back to the gateway is a loop at the second hop, whichever replica.
 	gatewayID := egress.GatewayID(cmp.Or(os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace), o.leaderElectionID)
+	limiter, err := newLimiter(o)
+	if err != nil {
+		return err
+	}
+	setupLog.Info("inference budgets", "enforcement", limiter.Enforcement(), "replicas", o.budgetReplicas)
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
+		Limiter:           limiter,
 		ID:                gatewayID,
 		Egress:            egressPolicy,
 		Store:             store,
@@ -344,6 +365,9 @@ func run(ctx context.Context, o options) error {
 		}
 		if err := (&controllers.ModelEntityReconciler{Client: m.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, GrantsAvailable: grantsAvailable}).SetupWithManager(m); err != nil {
 			return fmt.Errorf("set up the model entity controller: %w", err)
+		}
+		if err := (&controllers.InferenceBudgetReconciler{Client: m.GetClient(), Recorder: events, SystemWorkspace: o.systemWorkspace, Limiter: limiter}).SetupWithManager(m); err != nil {
+			return fmt.Errorf("set up the inference budget controller: %w", err)
 		}
 		if err := (&controllers.DeploymentReconciler{Client: m.GetClient(), Scheme: m.GetScheme(), Recorder: events}).SetupWithManager(m); err != nil {
 			return fmt.Errorf("set up the deployment controller: %w", err)
@@ -401,6 +425,48 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
+// newLimiter returns the InferenceBudgets' limiter: on the --budget-store, or in process.
+func newLimiter(o options) (*quota.Limiter, error) {
+	if o.budgetReplicas < 1 {
+		return nil, fmt.Errorf("--budget-replicas=%d: want 1 or more", o.budgetReplicas)
+	}
+	lo := quota.LimiterOptions{Replicas: o.budgetReplicas, Timeout: o.budgetStoreTimeout, Registerer: ctrlmetrics.Registry}
+	if o.budgetStore == "" {
+		if o.budgetStoreCAFile != "" {
+			return nil, errors.New("--budget-store-ca-file needs --budget-store")
+		}
+		return quota.NewLimiter(lo)
+	}
+	ro, err := redis.ParseURL(o.budgetStore)
+	if err != nil {
+		return nil, fmt.Errorf("--budget-store: want redis://host:6379/0 or rediss://host:6380/0: %w", err)
+	}
+	if ro.Password != "" {
+		return nil, errors.New("--budget-store: give the password in $" + budgetStorePasswordEnv + ", not in the URL, where process lists and logs show it")
+	}
+	ro.Password = os.Getenv(budgetStorePasswordEnv)
+	if o.budgetStoreCAFile != "" {
+		if ro.TLSConfig == nil {
+			return nil, errors.New("--budget-store-ca-file needs a rediss:// --budget-store")
+		}
+		pem, err := os.ReadFile(o.budgetStoreCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--budget-store-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--budget-store-ca-file=%s holds no PEM certificate", o.budgetStoreCAFile)
+		}
+		ro.TLSConfig.RootCAs = pool
+	}
+	// A call that fails follows the budgets' failure mode at once: no retries on the hot path.
+	ro.MaxRetries = -1
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = o.budgetStoreTimeout, o.budgetStoreTimeout, o.budgetStoreTimeout
+	ro.ContextTimeoutEnabled = true
+	lo.Store = &quota.Redis{Client: redis.NewClient(ro)}
+	return quota.NewLimiter(lo)
+}
+
 // servesKind reports whether the cluster serves a kind.
 func servesKind(mapper meta.RESTMapper, gk schema.GroupKind, version string) (bool, error) {
 	_, err := mapper.RESTMapping(gk, version)
@@ -417,7 +483,7 @@ func servesKind(mapper meta.RESTMapper, gk schema.GroupKind, version string) (bo
 // requireCRDs fails with a clear message when the cluster does not know the infergate kinds.
 func requireCRDs(mapper meta.RESTMapper, host string) error {
 	var missing []string
-	for _, kind := range []string{"ModelEntity", "Provider", "Deployment"} {
+	for _, kind := range []string{"ModelEntity", "Provider", "Deployment", "InferenceBudget"} {
 		gk := schema.GroupKind{Group: inferencev1alpha1.GroupVersion.Group, Kind: kind}
 		_, err := mapper.RESTMapping(gk, inferencev1alpha1.GroupVersion.Version)
 		switch {

@@ -38,6 +38,7 @@ import (
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/controllers"
 	"github.com/infergate/infergate/internal/discovery"
+	"github.com/infergate/infergate/internal/quota"
 	"github.com/infergate/infergate/internal/scrape"
 	"github.com/infergate/infergate/internal/simulator"
 	"github.com/infergate/infergate/internal/testenv"
@@ -49,6 +50,8 @@ const systemWorkspace = "system"
 var (
 	env *envtest.Environment
 	k8s client.Client
+	// budgetLimiter is the in-process limiter whose counters budget status reports.
+	budgetLimiter = func() *quota.Limiter { l, _ := quota.NewLimiter(quota.LimiterOptions{}); return l }()
 )
 
 func TestMain(m *testing.M) {
@@ -90,6 +93,7 @@ func run(m *testing.M) int {
 		&controllers.ProviderReconciler{Client: mgr.GetClient(), Recorder: events, Prober: discovery.NewProber(2*time.Second, true, ""), MetricsClient: scrape.NewClient(true)},
 		&controllers.ModelEntityReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: systemWorkspace, GrantsAvailable: true},
 		&controllers.DeploymentReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: events},
+		&controllers.InferenceBudgetReconciler{Client: mgr.GetClient(), Recorder: events, SystemWorkspace: systemWorkspace, Limiter: budgetLimiter, UsageInterval: 200 * time.Millisecond},
 	}
 	for _, s := range setups {
 		if err := s.SetupWithManager(mgr); err != nil {

@@ -58,7 +58,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 			kinds[obj.GetKind()]++
 		}
 	}
-	for _, kind := range []string{"ModelEntity", "Provider", "Deployment"} {
+	for _, kind := range []string{"ModelEntity", "Provider", "Deployment", "InferenceBudget"} {
 		if kinds[kind] == 0 {
 			t.Errorf("config/samples has no %s", kind)
 		}
@@ -295,6 +295,25 @@ spec: {url: https://integrate.api.nvidia.com}`, []string{"metadata.name must sta
 	{"generic deployment without health path", strings.Replace(deployment(""), "engine: nim", "engine: generic", 1), []string{"spec.healthPath is required when spec.engine is generic"}},
 	{"deployment with tiny startup timeout", deployment(`
   startupTimeout: 5s`), []string{"spec.startupTimeout must be at least 10s"}},
+	// InferenceBudgets.
+	{"budget without limits", budget(`{}`), []string{"spec.limits must set at least one of requestsPerSecond"}},
+	{"budget with a negative limit", budget(`{tokensPerDay: -5}`), []string{"spec.limits.tokensPerDay", "greater than or equal to 0"}},
+	{"budget per nobody", budget(`{requestsPerMinute: 5}
+  per: Team`), []string{"spec.per", `supported values: "Workspace", "Caller"`}},
+	{"budget with unknown failure mode", budget(`{requestsPerMinute: 5}
+  failureMode: Ignore`), []string{"spec.failureMode", `supported values: "Closed", "Open"`}},
+	{"budget counting unknown tokens", budget(`{tokensPerMinute: 5}
+  tokens: Cached`), []string{"spec.tokens", `supported values: "Total", "Input", "Output"`}},
+	{"budget with a time zone that is no name", budget(`{tokensPerDay: 5}
+  timeZone: "+02:00"`), []string{"spec.timeZone"}},
+	{"budget with a namespace on a user", budget(`{requestsPerMinute: 5}
+  subjects: [{kind: User, name: alice, namespace: team-a}]`), []string{"namespace is only for subjects of kind ServiceAccount"}},
+	{"budget with an unknown subject kind", budget(`{requestsPerMinute: 5}
+  subjects: [{kind: Robot, name: r2}]`), []string{"spec.subjects[0].kind", `supported values: "User", "Group", "ServiceAccount"`}},
+	{"budget on entities and providers", budget(`{requestsPerMinute: 5}
+  modelEntities: [chat]
+  providers: [{name: nvidia-build, namespace: system}]`), []string{"spec.modelEntities and spec.providers cannot both be set"}},
+
 	{"deployment name with consecutive hyphens", strings.Replace(deployment(""), "name: nim", "name: llama--nim", 1), []string{"metadata.name must not contain consecutive hyphens"}},
 }
 
@@ -312,6 +331,15 @@ apiVersion: inference.infergate.dev/v1alpha1
 kind: Provider
 metadata: {name: upstream}
 spec:` + spec
+}
+
+func budget(limits string) string {
+	return `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: InferenceBudget
+metadata: {name: budget}
+spec:
+  limits: ` + limits
 }
 
 func deployment(extra string) string {

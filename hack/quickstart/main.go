@@ -54,8 +54,12 @@ const (
 	controlPlaneDir = "control-plane"         // etcd's data and the API server's certificates, under --dir
 	entity          = "llama-3-1-8b-instruct" // config/samples/inference_v1alpha1_modelentity.yaml
 	servedModel     = "meta/llama-3.1-8b-instruct"
-	serviceAccount  = "quickstart"           // calls the gateway with its token
-	cliContext      = "infergate-quickstart" // the kubeconfig context, and the kubectl plugin's setting
+	serviceAccount  = "quickstart" // calls the gateway with its token
+	// budgetCaller is held by InferenceBudget budgetName to budgetRPM requests a minute.
+	budgetCaller = "budget-demo"
+	budgetName   = "demo"
+	budgetRPM    = 2
+	cliContext   = "infergate-quickstart" // the kubeconfig context, and the kubectl plugin's setting
 	// secretLabel marks the Secrets the manager reads, as the chart's default does.
 	secretLabel = "inference.infergate.dev/api-key=true"
 	// ReadyLine is printed once everything is up; scripts and the test wait for it.
@@ -284,6 +288,14 @@ spec:
 		return err
 	}
 
+	// An InferenceBudget holds a second ServiceAccount to a few requests a minute; the
+	// quickstart sends it past them and shows the refusal.
+	step("creating InferenceBudget %s/%s: ServiceAccount %s may send %d requests a minute", workspace, budgetName, budgetCaller, budgetRPM)
+	budgetToken, err := budgetDemo(k, kOut)
+	if err != nil {
+		return err
+	}
+
 	// kubectl inference finds the gateway with no flags: its URL is saved for the context.
 	if err := cli.SaveGatewayURL(kubeconfig, cliContext, "http://"+*gatewayAddr); err != nil {
 		return fmt.Errorf("save the gateway URL for kubectl inference: %w", err)
@@ -291,6 +303,9 @@ spec:
 	defer func() { _ = cli.ForgetGatewayURLs(cliContext) }() // a killed earlier run's too
 
 	printUsage(os.Stdout, dir, kubeconfig, assets, token)
+	if err := showBudget(ctx, os.Stdout, budgetToken); err != nil {
+		return err
+	}
 	fmt.Println(readyLine)
 
 	var exited error
@@ -404,6 +419,70 @@ With the OpenAI Go SDK (github.com/openai/openai-go/v3), the token as the API ke
 
 `, *gatewayAddr, *simulatorAddr, servedModel, dir, kubeconfig, assets, entity,
 		openaiBase, chat, stream, base, entity, direct, model, token, workspace, serviceAccount, auth)
+}
+
+// budgetDemo applies InferenceBudget budgetName and ServiceAccount budgetCaller, allowed to call
+// the models, and returns a token for it.
+func budgetDemo(k func(stdin string, args ...string) error, kOut func(args ...string) (string, error)) (string, error) {
+	budget := fmt.Sprintf(`apiVersion: inference.infergate.dev/v1alpha1
+kind: InferenceBudget
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  per: Caller
+  subjects: [{kind: ServiceAccount, name: %s}]
+  limits:
+    requestsPerMinute: %d
+    tokensPerDay: 100000
+`, budgetName, workspace, budgetCaller, budgetRPM)
+	if err := k(budget, "apply", "-f", "-"); err != nil {
+		return "", err
+	}
+	if err := k("", "create", "serviceaccount", "-n", workspace, budgetCaller); err != nil {
+		return "", err
+	}
+	if err := k("", "create", "rolebinding", "-n", workspace, budgetCaller+"-model-user", "--clusterrole", "infergate-model-user",
+		"--serviceaccount", workspace+":"+budgetCaller); err != nil {
+		return "", err
+	}
+	if err := k("", "wait", "-n", workspace, "--for=condition=Ready", "inferencebudget/"+budgetName, "--timeout=60s"); err != nil {
+		return "", err
+	}
+	return kOut("create", "token", "-n", workspace, budgetCaller, "--duration", "24h")
+}
+
+// showBudget sends chat requests as budgetCaller until its budget refuses one, and prints what
+// each got: the refusal's status, headers and body.
+func showBudget(ctx context.Context, w io.Writer, token string) error {
+	url := "http://" + *gatewayAddr + "/apis/inference-gateway/v2/workspaces/" + workspace + "/openai/-/v1/chat/completions"
+	body := `{"model":"` + entity + `","messages":[{"role":"user","content":"Hello!"}]}`
+	fmt.Fprintf(w, "InferenceBudget %s/%s (kubectl get ibud) lets ServiceAccount %s send %d requests a minute. Sending until it refuses:\n\n",
+		workspace, budgetName, budgetCaller, budgetRPM)
+	for i := 1; i <= 2*budgetRPM+1; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("budget demo: %w", err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h := resp.Header
+		fmt.Fprintf(w, "  request %d: %s  x-ratelimit-remaining-requests: %s\n", i, resp.Status, h.Get("X-Ratelimit-Remaining-Requests"))
+		if resp.StatusCode == http.StatusTooManyRequests {
+			fmt.Fprintf(w, "    Retry-After: %s  x-ratelimit-reset-requests: %s\n    %s\n\n", h.Get("Retry-After"), h.Get("X-Ratelimit-Reset-Requests"), data)
+			return nil
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("budget demo: request %d got %s: %s", i, resp.Status, data)
+		}
+	}
+	return fmt.Errorf("budget demo: InferenceBudget %s/%s refused none of %d requests", workspace, budgetName, 2*budgetRPM+1)
 }
 
 // process is a child process whose output goes to a log file.

@@ -113,6 +113,15 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("kubectl %s: %v %s", canI[1], err, got)
 	}
 
+	// The budget demonstration: the budget's caller was refused, with the budget named.
+	refusal := regexp.MustCompile(`request \d: 429 Too Many Requests  x-ratelimit-remaining-requests: 0\n\s+Retry-After: \d+ .*\n\s+(\{.*\})`).FindStringSubmatch(out)
+	if refusal == nil || !strings.Contains(refusal[1], `"budget":"default/demo"`) || !strings.Contains(refusal[1], "rate_limit_exceeded") {
+		t.Errorf("the quickstart does not show InferenceBudget default/demo refusing a request:\n%s", out)
+	}
+	if got, err := kubectl("get", "inferencebudgets", "-n", "default"); err != nil || !strings.Contains(string(got), "demo") {
+		t.Errorf("kubectl get inferencebudgets: %v\n%s", err, got)
+	}
+
 	// The token, exported as printed; every curl and SDK line below uses it.
 	tokenLine := regexp.MustCompile(`(?m)^\s*export INFERGATE_TOKEN=(\S+)$`).FindStringSubmatch(out)
 	if tokenLine == nil {

@@ -35,6 +35,13 @@ func TestManifestsAreAccepted(t *testing.T) {
 		{"chart all options, 53-character release name", func(t *testing.T) []byte {
 			return helmTemplateRelease(t, longReleaseName, "--values", allOptionsValues, "--set", "fullnameOverride=")
 		}},
+		{"chart with an existing budget store", func(t *testing.T) []byte {
+			return helmTemplate(t, "--set", "budgets.store.url=rediss://valkey.cache.svc:6380/0", "--set", "budgets.store.passwordSecret.name=valkey-auth",
+				"--set", "budgets.store.caSecret.name=valkey-ca")
+		}},
+		{"chart with its Redis in memory", func(t *testing.T) []byte {
+			return helmTemplate(t, "--set", "budgets.redis.enabled=true", "--set", "budgets.redis.persistence.enabled=false")
+		}},
 		{"kustomize config/default", func(t *testing.T) []byte { return kustomize(t, kustomizeDefault) }},
 		{"kustomize config/prometheus", func(t *testing.T) []byte { return kustomize(t, "config/prometheus") }},
 		{"kustomize config/grafana", func(t *testing.T) []byte { return kustomize(t, "config/grafana") }},

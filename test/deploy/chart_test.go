@@ -156,10 +156,17 @@ func TestChartDefaults(t *testing.T) {
 		"--leader-elect", "--gateway-bind-address=:8000", "--metrics-bind-address=:8080",
 		"--health-probe-bind-address=:8081", "--system-workspace=system", "--log-level=info", "--log-format=json",
 		"--gateway-shutdown-delay=5s", "--gateway-auth=kubernetes", "--secret-label-selector=inference.infergate.dev/api-key=true",
+		"--budget-replicas=2",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
 		}
+	}
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--budget-store") }) {
+		t.Errorf("args %q name a budget store, with neither budgets.store.url nor budgets.redis.enabled", c.Args)
+	}
+	if env := envVar(c, budgetStorePasswordEnv); env != nil {
+		t.Errorf("env has %s without a budget store: %+v", budgetStorePasswordEnv, env)
 	}
 	wantPorts := map[string]int32{"gateway": 8000, "metrics": 8080, "probes": 8081}
 	gotPorts := map[string]int32{}
@@ -246,7 +253,7 @@ func checkProbe(t *testing.T, name string, p *corev1.Probe, path string) {
 
 func TestChartAllOptions(t *testing.T) {
 	objs := parseManifest(t, helmTemplate(t, "--values", allOptionsValues))
-	for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "HTTPRoute", "PodDisruptionBudget", "Provider", "Namespace"} {
+	for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "HTTPRoute", "PodDisruptionBudget", "Provider", "Namespace", "StatefulSet"} {
 		if kinds(objs)[kind] != 1 {
 			t.Errorf("want one %s with all options, got kinds %v", kind, kinds(objs))
 		}
@@ -268,7 +275,7 @@ func TestChartAllOptions(t *testing.T) {
 		"--gateway-auth=kubernetes", "--gateway-auth-audiences=infergate,inference.example.com", "--gateway-auth-token-cache-ttl=2m",
 		"--gateway-auth-allow-cache-ttl=30s", "--gateway-auth-deny-cache-ttl=5s", "--gateway-auth-outage-grace=2m",
 		"--egress-deny=10.0.0.0/8,fd00:1234::/32", "--egress-allow=10.20.0.0/16", "--egress-nat64-prefix=64:ff9b:1::/96",
-		"--egress-proxy-from-environment",
+		"--egress-proxy-from-environment", "--budget-store=redis://ig-redis:6379/0", "--budget-replicas=10",
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %q lack %s", c.Args, arg)
@@ -364,6 +371,271 @@ func TestChartWithoutGatewayAuth(t *testing.T) {
 	}
 }
 
+// budgetStorePasswordEnv is the manager's environment variable for the budget store's password.
+const budgetStorePasswordEnv = "INFERGATE_BUDGET_STORE_PASSWORD"
+
+// TestChartBudgetStoreRedis checks the Redis that the chart runs for the budgets
+// (budgets.redis.enabled): a Secret with a generated password, the Services, a StatefulSet of one
+// locked-down pod with its data in a PersistentVolumeClaim (or an emptyDir), and the manager
+// pointed at it with the password from the Secret.
+func TestChartBudgetStoreRedis(t *testing.T) {
+	tests := []struct {
+		name         string
+		args         []string
+		claimSize    string // of the volumeClaimTemplate; empty: an emptyDir instead
+		storageClass string // of the volumeClaimTemplate; empty: none, the default StorageClass
+		wantReplicas string // --budget-replicas
+	}{
+		{"persistent", nil, "1Gi", "", "2"},
+		{"persistent in a storage class, one replica", []string{"--set", "budgets.redis.persistence.storageClassName=fast-ssd", "--set", "budgets.redis.persistence.size=5Gi",
+			"--set", "replicaCount=1"}, "5Gi", "fast-ssd", "1"},
+		{"in memory, autoscaling", []string{"--set", "budgets.redis.persistence.enabled=false", "--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=6"},
+			"", "", "6"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := parseManifest(t, helmTemplate(t, append([]string{"--set", "budgets.redis.enabled=true"}, tt.args...)...))
+			for kind, n := range map[string]int{"StatefulSet": 1, "Secret": 1, "Service": 4} {
+				if got := kinds(objs)[kind]; got != n {
+					t.Errorf("got %d %s, want %d", got, kind, n)
+				}
+			}
+
+			var secret corev1.Secret
+			fromUnstructured(t, find(t, objs, "Secret", "infergate-redis"), &secret)
+			if p := secret.Data["password"]; len(p) != 32 || strings.Trim(string(p), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != "" {
+				t.Errorf("Secret infergate-redis: want a generated password of 32 letters and digits, got %d bytes", len(p))
+			}
+
+			var sts appsv1.StatefulSet
+			fromUnstructured(t, find(t, objs, "StatefulSet", "infergate-redis"), &sts)
+			if sts.Spec.Replicas == nil || *sts.Spec.Replicas != 1 {
+				t.Errorf("StatefulSet replicas: got %v, want 1", sts.Spec.Replicas)
+			}
+			if sts.Spec.ServiceName != "infergate-redis-headless" {
+				t.Errorf("StatefulSet serviceName: got %q, want infergate-redis-headless", sts.Spec.ServiceName)
+			}
+			for _, name := range []string{"infergate-redis", "infergate-redis-headless"} {
+				var svc corev1.Service
+				fromUnstructured(t, find(t, objs, "Service", name), &svc)
+				if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 6379 || svc.Spec.Ports[0].TargetPort != intstr.FromString("redis") {
+					t.Errorf("Service %s: want port 6379 to container port redis, got %+v", name, svc.Spec.Ports)
+				}
+				if !maps.Equal(svc.Spec.Selector, sts.Spec.Selector.MatchLabels) {
+					t.Errorf("Service %s selects %v, the StatefulSet's pods have %v", name, svc.Spec.Selector, sts.Spec.Selector.MatchLabels)
+				}
+				if headless := svc.Spec.ClusterIP == corev1.ClusterIPNone; headless != strings.HasSuffix(name, "-headless") {
+					t.Errorf("Service %s: clusterIP %q", name, svc.Spec.ClusterIP)
+				}
+			}
+			var dep appsv1.Deployment
+			fromUnstructured(t, find(t, objs, "Deployment", "infergate"), &dep)
+			if sel := dep.Spec.Selector.MatchLabels; selects(sel, sts.Spec.Template.Labels) || selects(sts.Spec.Selector.MatchLabels, dep.Spec.Template.Labels) {
+				t.Errorf("the manager's selector %v and Redis's %v select each other's pods", sel, sts.Spec.Selector.MatchLabels)
+			}
+
+			pod := sts.Spec.Template.Spec
+			if len(pod.Containers) != 1 {
+				t.Fatalf("Redis containers: got %d, want 1", len(pod.Containers))
+			}
+			redis := pod.Containers[0]
+			if redis.Image != "docker.io/library/redis:7.4.2" {
+				t.Errorf("Redis image: got %q, want docker.io/library/redis:7.4.2", redis.Image)
+			}
+			wantArgs := []string{"redis-server", "--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"}
+			if !slices.Equal(redis.Args, wantArgs) {
+				t.Errorf("Redis args: got %q, want %q", redis.Args, wantArgs)
+			}
+			for _, name := range []string{"REDIS_PASSWORD", "REDISCLI_AUTH"} {
+				checkSecretEnv(t, "Redis", redis, name, "infergate-redis", "password")
+			}
+			if len(redis.Ports) != 1 || redis.Ports[0].Name != "redis" || redis.Ports[0].ContainerPort != 6379 {
+				t.Errorf("Redis ports: want redis 6379, got %+v", redis.Ports)
+			}
+			if redis.ReadinessProbe == nil || redis.LivenessProbe == nil {
+				t.Errorf("Redis probes: readiness %+v, liveness %+v", redis.ReadinessProbe, redis.LivenessProbe)
+			}
+			if sc := pod.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 999 || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot ||
+				sc.FSGroup == nil || *sc.FSGroup != 999 || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("Redis pod securityContext: want uid 999, fsGroup 999, runAsNonRoot and RuntimeDefault, got %+v", sc)
+			}
+			if sc := redis.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("Redis container securityContext: %+v", sc)
+			}
+			if redis.Resources.Requests.Memory().IsZero() || redis.Resources.Limits.Memory().IsZero() {
+				t.Errorf("Redis resources: %v", redis.Resources)
+			}
+			if len(redis.VolumeMounts) != 1 || redis.VolumeMounts[0].Name != "data" || redis.VolumeMounts[0].MountPath != "/data" {
+				t.Errorf("Redis volumeMounts: want data at /data, got %+v", redis.VolumeMounts)
+			}
+			if tt.claimSize != "" {
+				if len(sts.Spec.VolumeClaimTemplates) != 1 || len(pod.Volumes) != 0 {
+					t.Fatalf("want one volumeClaimTemplate and no pod volumes, got %d and %+v", len(sts.Spec.VolumeClaimTemplates), pod.Volumes)
+				}
+				claim := sts.Spec.VolumeClaimTemplates[0]
+				if claim.Name != "data" || !slices.Equal(claim.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) ||
+					claim.Spec.Resources.Requests.Storage().String() != tt.claimSize {
+					t.Errorf("volumeClaimTemplate: want data, ReadWriteOnce, %s, got %+v", tt.claimSize, claim)
+				}
+				if got := claim.Spec.StorageClassName; (tt.storageClass == "") != (got == nil) || (got != nil && *got != tt.storageClass) {
+					t.Errorf("volumeClaimTemplate storageClassName: got %v, want %q (empty: the default StorageClass)", got, tt.storageClass)
+				}
+			} else if len(sts.Spec.VolumeClaimTemplates) != 0 || len(pod.Volumes) != 1 || pod.Volumes[0].Name != "data" || pod.Volumes[0].EmptyDir == nil {
+				t.Errorf("without persistence: want an emptyDir data and no volumeClaimTemplates, got %+v and %d", pod.Volumes, len(sts.Spec.VolumeClaimTemplates))
+			}
+
+			c := dep.Spec.Template.Spec.Containers[0]
+			for _, arg := range []string{"--budget-store=redis://infergate-redis:6379/0", "--budget-replicas=" + tt.wantReplicas} {
+				if !slices.Contains(c.Args, arg) {
+					t.Errorf("manager args %q lack %s", c.Args, arg)
+				}
+			}
+			if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--budget-store-ca-file") }) {
+				t.Errorf("manager args %q verify the chart's Redis, which has no TLS, with a CA", c.Args)
+			}
+			checkSecretEnv(t, "manager", c, budgetStorePasswordEnv, "infergate-redis", "password")
+		})
+	}
+}
+
+// TestChartBudgetStoreKeepsPassword installs the chart with its Redis for the budgets into the
+// API server, upgrades it, and checks that the upgrade keeps the password generated on install
+// (lookup): a new one would lock the manager out of the running Redis. The release has a
+// namespace and names of its own and leaves the system workspace alone, so that the other
+// tests' dry-runs do not meet its objects.
+func TestChartBudgetStoreKeepsPassword(t *testing.T) {
+	c := apiServer(t)
+	const release, namespace = "budgets", "budget-store-test"
+	args := []string{"--namespace", namespace, "--kubeconfig", c.kubeconfig, "--set", "budgets.redis.enabled=true",
+		"--set", "systemWorkspace.create=false", "--set", "systemWorkspace.nvidiaBuild.enabled=false"}
+	password := func() string {
+		t.Helper()
+		return c.must(t, "get", "secret", "budgets-infergate-redis", "-n", namespace, "-o", "jsonpath={.data.password}")
+	}
+	if stdout, stderr, err := helm(t, append([]string{"install", release, chartDir, "--create-namespace"}, args...)...); err != nil {
+		t.Fatalf("helm install: %v\n%s%s", err, stdout, stderr)
+	}
+	t.Cleanup(func() {
+		if stdout, stderr, err := helm(t, "uninstall", release, "--namespace", namespace, "--kubeconfig", c.kubeconfig); err != nil {
+			t.Errorf("helm uninstall: %v\n%s%s", err, stdout, stderr)
+		}
+	})
+	installed := password()
+	if installed == "" {
+		t.Fatal("the Secret budgets-infergate-redis has no password")
+	}
+	if stdout, stderr, err := helm(t, append([]string{"upgrade", release, chartDir}, args...)...); err != nil {
+		t.Fatalf("helm upgrade: %v\n%s%s", err, stdout, stderr)
+	}
+	if upgraded := password(); upgraded != installed {
+		t.Error("helm upgrade changed the generated password of the budget store")
+	}
+}
+
+// TestChartBudgetStoreExternal checks the manager's arguments, environment and volumes for a
+// budget store the chart does not run (budgets.store.url), with and without its password and CA
+// Secrets.
+func TestChartBudgetStoreExternal(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantArgs []string
+		password *corev1.SecretKeySelector // of INFERGATE_BUDGET_STORE_PASSWORD; nil: none
+		caSecret string                    // the CA volume's Secret; empty: no volume
+		caKey    string
+	}{{
+		name: "TLS with a password and a CA",
+		args: []string{"--set", "budgets.store.url=rediss://valkey.cache.svc:6380/2", "--set", "budgets.store.passwordSecret.name=valkey-auth",
+			"--set", "budgets.store.passwordSecret.key=secret", "--set", "budgets.store.caSecret.name=valkey-ca", "--set", "budgets.store.caSecret.key=bundle.pem",
+			"--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=7"},
+		wantArgs: []string{"--budget-store=rediss://valkey.cache.svc:6380/2", "--budget-store-ca-file=/etc/infergate/budget-store-ca/bundle.pem", "--budget-replicas=7"},
+		password: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "valkey-auth"}, Key: "secret"},
+		caSecret: "valkey-ca", caKey: "bundle.pem",
+	}, {
+		name:     "without password or CA",
+		args:     []string{"--set", "budgets.store.url=redis://redis.cache:6379/0", "--set", "replicaCount=3"},
+		wantArgs: []string{"--budget-store=redis://redis.cache:6379/0", "--budget-replicas=3"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := parseManifest(t, helmTemplate(t, tt.args...))
+			for _, kind := range []string{"StatefulSet", "Secret"} {
+				if n := kinds(objs)[kind]; n != 0 {
+					t.Errorf("got %d %s with an existing store, want none", n, kind)
+				}
+			}
+			var dep appsv1.Deployment
+			fromUnstructured(t, find(t, objs, "Deployment", "infergate"), &dep)
+			pod := dep.Spec.Template.Spec
+			c := pod.Containers[0]
+			var budgetArgs []string
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--budget-") {
+					budgetArgs = append(budgetArgs, a)
+				}
+			}
+			if !slices.Equal(budgetArgs, tt.wantArgs) {
+				t.Errorf("manager's budget args: got %q, want %q", budgetArgs, tt.wantArgs)
+			}
+			if tt.password == nil {
+				if env := envVar(c, budgetStorePasswordEnv); env != nil {
+					t.Errorf("env has %s without budgets.store.passwordSecret: %+v", budgetStorePasswordEnv, env)
+				}
+			} else {
+				checkSecretEnv(t, "manager", c, budgetStorePasswordEnv, tt.password.Name, tt.password.Key)
+			}
+			if tt.caSecret == "" {
+				if len(pod.Volumes) != 0 || len(c.VolumeMounts) != 0 {
+					t.Errorf("volumes %+v, mounts %+v without budgets.store.caSecret", pod.Volumes, c.VolumeMounts)
+				}
+				return
+			}
+			if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].Name != "budget-store-ca" || c.VolumeMounts[0].MountPath != "/etc/infergate/budget-store-ca" ||
+				!c.VolumeMounts[0].ReadOnly {
+				t.Errorf("volumeMounts: want budget-store-ca read-only at /etc/infergate/budget-store-ca, got %+v", c.VolumeMounts)
+			}
+			wantItems := []corev1.KeyToPath{{Key: tt.caKey, Path: tt.caKey}}
+			if len(pod.Volumes) != 1 || pod.Volumes[0].Name != "budget-store-ca" || pod.Volumes[0].Secret == nil ||
+				pod.Volumes[0].Secret.SecretName != tt.caSecret || !slices.Equal(pod.Volumes[0].Secret.Items, wantItems) {
+				t.Errorf("volumes: want budget-store-ca from Secret %s key %s, got %+v", tt.caSecret, tt.caKey, pod.Volumes)
+			}
+		})
+	}
+}
+
+// envVar returns the container's environment variable name, or nil.
+func envVar(c corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	return nil
+}
+
+// checkSecretEnv checks that the container's environment variable name comes from the key of
+// the Secret, and has no literal value.
+func checkSecretEnv(t *testing.T, what string, c corev1.Container, name, secret, key string) {
+	t.Helper()
+	env := envVar(c, name)
+	if env == nil || env.Value != "" || env.ValueFrom == nil || env.ValueFrom.SecretKeyRef == nil ||
+		env.ValueFrom.SecretKeyRef.Name != secret || env.ValueFrom.SecretKeyRef.Key != key {
+		t.Errorf("%s env %s: want it from Secret %s key %s, got %+v", what, name, secret, key, env)
+	}
+}
+
+// selects reports whether a selector's labels are all among labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 func TestChartRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -397,6 +669,18 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"a NAT64 prefix of another length", "egress:\n  nat64Prefixes: ['64:ff9b:1::/80']", []string{"/egress/nat64Prefixes/0", "does not match pattern"}},
 		{"grace period shorter than the shutdown", "terminationGracePeriodSeconds: 30",
 			[]string{"terminationGracePeriodSeconds (30) must exceed gateway.shutdownDelay (5s) + gateway.shutdownTimeout (30s) = 35s"}},
+		{"two budget stores", "budgets:\n  store:\n    url: redis://valkey.cache:6379/0\n  redis:\n    enabled: true",
+			[]string{"budgets.redis.enabled and budgets.store.url (redis://valkey.cache:6379/0) are both set"}},
+		{"budget store password without a store", "budgets:\n  redis:\n    enabled: true\n  store:\n    passwordSecret:\n      name: valkey-auth",
+			[]string{"budgets.store.passwordSecret.name (valkey-auth) is set without budgets.store.url", "a password the chart generates"}},
+		{"budget store CA for a store without TLS", "budgets:\n  store:\n    url: redis://valkey.cache:6379/0\n    caSecret:\n      name: valkey-ca",
+			[]string{"budgets.store.caSecret verifies the certificate of a TLS store", "use rediss://"}},
+		{"budget store password in the URL", "budgets:\n  store:\n    url: redis://default:hunter2@valkey.cache:6379/0",
+			[]string{"/budgets/store/url", "does not match pattern"}},
+		{"budget store that is no Redis URL", "budgets:\n  store:\n    url: valkey.cache:6379",
+			[]string{"/budgets/store/url", "does not match pattern"}},
+		{"Redis image tag as a number", "budgets:\n  redis:\n    image:\n      tag: 7.4", []string{"/budgets/redis/image/tag", "want string"}},
+		{"typo in the budgets", "budgets:\n  redis:\n    persistance: {enabled: false}", []string{"/budgets/redis", "additional properties 'persistance' not allowed"}},
 	}
 	dir := t.TempDir()
 	for i, tt := range tests {
@@ -523,7 +807,7 @@ func TestChartObjectNames(t *testing.T) {
 var namedByChart = map[string]bool{
 	"Deployment": true, "Service": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
 	"PodDisruptionBudget": true, "HorizontalPodAutoscaler": true, "HTTPRoute": true, "ServiceMonitor": true, "PrometheusRule": true,
-	"ConfigMap": true,
+	"ConfigMap": true, "Secret": true,
 }
 
 func checkNames(t *testing.T, objs []*unstructured.Unstructured, prefix string) {
@@ -569,6 +853,22 @@ func checkNames(t *testing.T, objs []*unstructured.Unstructured, prefix string) 
 		case "Deployment":
 			name, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
 			refer(o, "ServiceAccount", name)
+		case "StatefulSet":
+			// Its pods get the label controller-revision-hash=<name>-<10 characters>.
+			if len(o.GetName()) > 52 {
+				t.Errorf("%s: the name has %d characters, more than 52: its pods' controller-revision-hash label would pass 63", keyOf(o), len(o.GetName()))
+			}
+			name, _, _ := unstructured.NestedString(o.Object, "spec", "serviceName")
+			refer(o, "Service", name)
+			var sts appsv1.StatefulSet
+			fromUnstructured(t, o, &sts)
+			for _, c := range sts.Spec.Template.Spec.Containers {
+				for _, env := range c.Env {
+					if env.ValueFrom != nil && env.ValueFrom.SecretKeyRef != nil {
+						refer(o, "Secret", env.ValueFrom.SecretKeyRef.Name)
+					}
+				}
+			}
 		case "HTTPRoute":
 			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
 			for _, r := range rules {

@@ -112,3 +112,42 @@ a number; "" is 0.
 {{- end }}
 {{- $seconds }}
 {{- end }}
+
+{{/*
+Gateway replicas that share the budgets (--budget-replicas): without a budget store, or while it
+is away with failureMode Open, each replica admits a budget's limit divided by this. With
+autoscaling it is autoscaling.maxReplicas, so that the replicas together never admit more than
+the limit; replicaCount 0 counts as 1.
+*/}}
+{{- define "infergate.budgetReplicas" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- .Values.autoscaling.maxReplicas | int }}
+{{- else }}
+{{- max 1 (int .Values.replicaCount) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the budget store's Secret and Service when the chart runs Redis (budgets.redis.enabled):
+<fullname>-redis, at most 53 characters.
+*/}}
+{{- define "infergate.redisName" -}}
+{{- printf "%s-redis" (include "infergate.fullname" .) }}
+{{- end }}
+
+{{/*
+Name of the Redis StatefulSet: the StatefulSet controller labels its pods with
+controller-revision-hash=<name>-<10 characters>, a label value of at most 63 characters, so the
+name has at most 52: <fullname>-redis with the full name cut to 46 characters.
+*/}}
+{{- define "infergate.redisStatefulSetName" -}}
+{{- printf "%s-redis" (regexReplaceAll "-+$" (include "infergate.fullname" . | trunc 46) "") }}
+{{- end }}
+
+{{/*
+Labels that select the Redis pod.
+*/}}
+{{- define "infergate.redisSelectorLabels" -}}
+{{ include "infergate.selectorLabels" . }}
+app.kubernetes.io/component: budget-store
+{{- end }}
