@@ -759,6 +759,15 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	}
 
 	if pr.entity == nil {
+		// The provider route passes the response through; for a budget, its usage is read.
+		switch ct := resp.Header.Get("Content-Type"); {
+		case !pr.budgeted:
+		case isSSE(ct):
+			resp.Body = newSSEBody(resp.Body, idle, pr)
+			return nil
+		case isJSON(ct) && resp.Header.Get("Content-Encoding") == "":
+			return g.rewriteJSON(resp, pr, idle)
+		}
 		resp.Body = &rawBody{src: resp.Body, idle: idle}
 		return nil
 	}

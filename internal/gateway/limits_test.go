@@ -393,3 +393,38 @@ func TestPerCallerBudgetsAndSubjects(t *testing.T) {
 		t.Errorf("carol's usage metric %v", got)
 	}
 }
+
+// The provider route is no way around a token budget: its body is read to lower the cap, and
+// its usage is read to settle, streams included.
+func TestProviderRouteIsHeldToTokenBudgets(t *testing.T) {
+	up := newUpstream(t, simulator.Options{Chunks: 4})
+	g := budgetedGateway(t, up, nil, 1, testBudget("all", tpm(300)))
+	url := g.base("team-a") + "/provider/sim/-/v1/chat/completions"
+	resp, data := do(t, http.MethodPost, url, `{"model":"sim/model","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Content-Type": "application/json"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	}
+	var sent struct {
+		MaxTokens int `json:"max_tokens"`
+	}
+	if err := json.Unmarshal(up.lastRequest(t).Body, &sent); err != nil || sent.MaxTokens <= 0 || sent.MaxTokens >= 300 {
+		t.Errorf("the provider got max_tokens %d (%v), want what the budget has left", sent.MaxTokens, err)
+	}
+	if !strings.Contains(string(data), `"model":"sim/model"`) {
+		t.Errorf("the provider route changed the response: %s", data)
+	}
+	resp, data = do(t, http.MethodPost, url, `{"model":"sim/model","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Content-Type": "application/json"})
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(data), `"usage":{`) {
+		t.Errorf("stream: status %d, the client got a usage it did not ask for: %s", resp.StatusCode, data)
+	}
+	// Settled from the usage: a few prompt tokens and 4 completion tokens each.
+	eventually(t, 2*time.Second, func() error {
+		got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": "team-a/all", "unit": "tokens"})
+		if got < 8 || got > 40 {
+			return errors.New("tokens settled: " + strconv.FormatFloat(got, 'f', -1, 64))
+		}
+		return nil
+	})
+}

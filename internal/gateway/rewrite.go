@@ -189,7 +189,12 @@ func (rw *responseRewriter) rewrite(dst [][]byte, doc []byte) ([][]byte, usage) 
 	return append(dst, doc[pos:]), u
 }
 
+// isServed tells whether v is the served name as a JSON string; never on the provider route,
+// which has none and rewrites nothing.
 func (rw *responseRewriter) isServed(v []byte) bool {
+	if len(rw.served) == 0 {
+		return false
+	}
 	s, ok := jsonfield.StringValue(v)
 	return ok && bytes.Equal(s, rw.served)
 }
