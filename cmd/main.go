@@ -329,6 +329,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if err := mgr.Add(limiter); err != nil {
+		return err
+	}
 	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownDelay: o.gatewayShutdownDelay, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway"),
 		ReadHeaderTimeout: o.gatewayHeaderTimeout, IdleTimeout: o.gatewayIdleTimeout, MaxHeaderBytes: o.gatewayMaxHeaderBytes}); err != nil {
 		return err

@@ -64,7 +64,41 @@ type Limiter struct {
 	timeout  time.Duration
 	now      func() time.Time
 	downTill atomic.Int64 // Unix nanoseconds until which the store is left alone
+	pingFail atomic.Bool  // the last health check of the store failed
 	m        *limiterMetrics
+}
+
+// healthInterval is how often Start checks that the store answers, traffic or not.
+const healthInterval = 5 * time.Second
+
+// NeedLeaderElection is false: every replica checks its store.
+func (l *Limiter) NeedLeaderElection() bool { return false }
+
+// Start checks every few seconds that the store answers, so that infergate_budget_store_up
+// tells an outage without traffic too, until ctx is done.
+func (l *Limiter) Start(ctx context.Context) error {
+	if l.store == nil {
+		return nil
+	}
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, l.timeout)
+		err := l.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.pingFail.Store(err != nil)
+		if err != nil {
+			l.m.errors.WithLabelValues("ping").Inc()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // NewLimiter returns a Limiter.
@@ -117,12 +151,14 @@ func (l *Limiter) Reserve(ctx context.Context, r *Request, d *Decision) error {
 		l.m.observe("reserve", start, err)
 		if err == nil {
 			d.Via = ViaStore
+			l.pingFail.Store(false)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return err // the client went away
 		}
 		l.downTill.Store(l.now().Add(storeBackoff).UnixNano())
+		l.pingFail.Store(true)
 	}
 	for i := range r.Counters {
 		if !r.Counters[i].Budget.FailOpen {
@@ -198,8 +234,10 @@ func (l *Limiter) Used(ctx context.Context, counters []Counter) ([]State, error)
 	return states, nil
 }
 
-// StoreDown tells whether the last call to the store failed within the back-off.
-func (l *Limiter) StoreDown() bool { return l.store != nil && l.now().UnixNano() < l.downTill.Load() }
+// StoreDown tells whether the store failed its last call or health check.
+func (l *Limiter) StoreDown() bool {
+	return l.store != nil && (l.pingFail.Load() || l.now().UnixNano() < l.downTill.Load())
+}
 
 type limiterMetrics struct {
 	duration *prometheus.HistogramVec
@@ -215,8 +253,11 @@ func newLimiterMetrics(reg prometheus.Registerer, l *Limiter) (*limiterMetrics, 
 		}, []string{"operation"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "infergate", Subsystem: "budget", Name: "store_errors_total",
-			Help: "Calls to the budget store that failed, by operation.",
+			Help: "Calls to the budget store that failed, by operation (reserve, settle, read, ping: the health check every 5 seconds).",
 		}, []string{"operation"}),
+	}
+	for _, op := range []string{"reserve", "settle", "read", "ping"} {
+		m.errors.WithLabelValues(op) // exported at 0 before the first failure, so rates start right
 	}
 	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "infergate", Subsystem: "budget", Name: "store_up",

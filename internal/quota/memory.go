@@ -127,6 +127,9 @@ func (m *Memory) Used(_ context.Context, keys []string) ([]int64, error) {
 	return out, nil
 }
 
+// Ping implements Store: the process's memory always answers.
+func (m *Memory) Ping(context.Context) error { return nil }
+
 // Len returns the counters held, expired ones included until the next sweep.
 func (m *Memory) Len() int {
 	m.mu.Lock()

@@ -180,6 +180,8 @@ type Store interface {
 	Settle(ctx context.Context, keys []string, deltas []int64) error
 	// Used returns what the window of each key holds (0 for none).
 	Used(ctx context.Context, keys []string) ([]int64, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
 }
 
 // take is what counter c adds for an allowed request with the given input and output.

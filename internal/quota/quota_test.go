@@ -348,3 +348,29 @@ func TestWithoutAStoreEachReplicaTakesItsShare(t *testing.T) {
 		t.Errorf("admitted %d, want 3 (10 / 3 replicas)", allowed)
 	}
 }
+
+// The store's health is checked without traffic, so that an outage shows on the metric.
+func TestLimiterNoticesAnOutageWithoutTraffic(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	defer client.Close()
+	l, err := NewLimiter(LimiterOptions{Store: &Redis{Client: client}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Start(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !l.StoreDown() {
+		if time.Now().After(deadline) {
+			t.Fatal("StoreDown stayed false with the store stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

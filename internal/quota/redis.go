@@ -159,3 +159,6 @@ func (s *Redis) Used(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	return out, nil
 }
+
+// Ping implements Store.
+func (s *Redis) Ping(ctx context.Context) error { return s.Client.Ping(ctx).Err() }

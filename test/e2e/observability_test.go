@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
 
+	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/internal/testenv"
 )
 
@@ -76,7 +77,8 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 		t.Fatalf("only %d metrics found in the dashboard and the alerts: %v", len(used), used)
 	}
 
-	c := startCluster(t, "--leader-elect", "--leader-election-namespace", "infergate-system")
+	redis := redistest.Start(t)
+	c := startCluster(t, "--leader-elect", "--leader-election-namespace", "infergate-system", "--budget-store", redis.URL())
 	good := newUpstream(t, "sim-a", "", served)
 	// Passes its probes, fails every call with a 503, and serves NIM's metrics (with a
 	// capacity, num_request_max).
@@ -135,6 +137,22 @@ spec: {servedModelName: ` + served + `, loadBalancing: RoundRobin}
 			t.Fatal(err)
 		}
 	}
+
+	// A budget that refuses the third request: decisions, refusals, usage, store calls.
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: InferenceBudget
+metadata: {name: minute, namespace: team}
+spec:
+  limits: {requestsPerSecond: 2, tokensPerMinute: 1000000}
+`)
+	c.run("wait", "--for=condition=Ready", "-n", "team", "inferencebudget/minute", "--timeout=30s")
+	c.eventually(10*time.Second, func() error {
+		if s := c.status("team", "llama"); s != http.StatusTooManyRequests {
+			return fmt.Errorf("status %d, want a refusal", s)
+		}
+		return nil
+	})
 
 	families := map[string]string{} // name → type, of the families with samples
 	resp, err := http.Get(c.metrics + "/metrics")
