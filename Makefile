@@ -131,6 +131,10 @@ bench-gateway: envtest-assets ## Measure the gateway against direct calls, and w
 bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy, for independent prompts, conversations and shared system prompts (about 10 minutes).
 	go run ./hack/benchpool
 
+.PHONY: bench-budget
+bench-budget: redis-server ## Measure InferenceBudgets with three gateway replicas on Redis and 200 clients: tokens admitted per minute against the limit, the limit / replicas fallback, added latency, Redis killed under load (about 40 minutes; -short in 9).
+	go run ./hack/benchbudget
+
 ##@ Reliability
 
 CHAOS_REPORT ?= $(LOCALBIN)/chaos-report.jsonl

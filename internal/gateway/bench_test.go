@@ -22,12 +22,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/infergate/infergate/internal/access"
 	"github.com/infergate/infergate/internal/gateway"
+	"github.com/infergate/infergate/internal/quota"
+	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
 )
@@ -46,6 +50,34 @@ func BenchmarkGatewayChat(b *testing.B) {
 	up := simulatorServer(b)
 	g := benchGateway(b, up, gateway.Options{})
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
+// BenchmarkGatewayChatBudget is BenchmarkGatewayChat under an InferenceBudget of a request
+// and a token limit that never refuses, counted in process; BenchmarkGatewayChatBudgetRedis
+// counts in a real redis-server on loopback: compare them with BenchmarkGatewayChat.
+func BenchmarkGatewayChatBudget(b *testing.B) {
+	benchmarkBudget(b, nil)
+}
+
+func BenchmarkGatewayChatBudgetRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
+	b.Cleanup(func() { client.Close() })
+	benchmarkBudget(b, &quota.Redis{Client: client})
+}
+
+func benchmarkBudget(b *testing.B, store quota.Store) {
+	l, err := quota.NewLimiter(quota.LimiterOptions{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	budget := &quota.Budget{Workspace: "team", Name: "b", ID: "team/b", Input: true, Output: true, Zone: time.UTC, Limits: []quota.Limit{
+		{Name: "requestsPerMinute", Window: quota.Minute, Max: 1 << 40},
+		{Name: "tokensPerMinute", Window: quota.Minute, Max: 1 << 50, Tokens: true},
+	}}
+	up := simulatorServer(b)
+	g := benchGateway(b, up, gateway.Options{Limiter: l}, budget)
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}`)
 }
 
 // BenchmarkGatewayChatAuth is BenchmarkGatewayChat with --gateway-auth=kubernetes against a
@@ -110,11 +142,12 @@ func simulatorServer(b *testing.B) string {
 	return srv.URL
 }
 
-func benchGateway(b *testing.B, upstreamURL string, opts gateway.Options) string {
+func benchGateway(b *testing.B, upstreamURL string, opts gateway.Options, budgets ...*quota.Budget) string {
 	store := routing.NewStore()
 	table, _ := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: upstreamURL, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k"}},
 		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
+		Budgets:   budgets,
 	}, nil)
 	store.Swap(table)
 	opts.Store, opts.AllowLocalUpstreams = store, true

@@ -58,17 +58,15 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 		name, groups = u.GetName(), u.GetGroups()
 	}
 	entity := ""
-	var providers []string
 	if pr.entity != nil {
 		entity = pr.entity.Name
-		for i := range pr.entity.Backends {
-			providers = append(providers, pr.entity.Backends[i].Provider.ID)
-		}
-	} else if pr.provider != nil {
-		providers = []string{pr.provider.ID}
 	}
+	var providers []string // those the request may reach, listed once a budget names some
 	q := &pr.quota
 	for _, b := range budgets {
+		if len(b.Providers) > 0 && providers == nil {
+			providers = pr.reachable()
+		}
 		if !b.Applies(pr.rt.workspace, name, groups, entity, providers) {
 			continue
 		}
@@ -79,8 +77,8 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	if len(q.Counters) == 0 {
 		return nil
 	}
-	capIdx := -1
-	q.Input, q.Output, capIdx = pr.estimate()
+	input, output, capIdx, choices := pr.estimate()
+	q.Input, q.Output = input, output
 	err := g.limiter.Reserve(pr.ctx, q, &pr.decision)
 	m := g.metrics
 	switch {
@@ -101,11 +99,13 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	pr.budgeted = true
 	decision := "allowed"
 	if d.Output < q.Output && pr.object {
-		// Less is left than the request may produce: send the cap that fits.
+		// Less is left than the request may produce: send the cap that fits, shared by its
+		// choices.
+		perChoice := max(d.Output/choices, 1)
 		name := pr.capField(capIdx)
 		member := append(jsonfield.AppendString(nil, name), ':')
-		pr.overrides = append(pr.overrides, routing.BodyField{Name: name, Member: strconv.AppendInt(member, d.Output, 10)})
-		w.Header()[MaxTokensHeader] = []string{strconv.FormatInt(d.Output, 10)}
+		pr.overrides = append(pr.overrides, routing.BodyField{Name: name, Member: strconv.AppendInt(member, perChoice, 10)})
+		w.Header()[MaxTokensHeader] = []string{strconv.FormatInt(perChoice, 10)}
 		decision = "clamped"
 	}
 	m.budgetDecisions.WithLabelValues(pr.rt.workspace, decision, d.Via).Inc()
@@ -113,13 +113,29 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	return nil
 }
 
+// reachable lists the providers ("namespace/name") a request may reach.
+func (pr *proxyRequest) reachable() []string {
+	if pr.provider != nil {
+		return []string{pr.provider.ID}
+	}
+	ids := make([]string, 0, len(pr.entity.Backends))
+	for i := range pr.entity.Backends {
+		ids = append(ids, pr.entity.Backends[i].Provider.ID)
+	}
+	return ids
+}
+
+// maxChoices bounds the `n` a reservation multiplies by; servers bound it lower.
+const maxChoices = 128
+
 // estimate returns a request's estimated input tokens (a token for every four bytes of its
 // prompt's JSON text), the output it may produce (its cap, or DefaultOutputReservation on
-// the generating paths, else none), and which of capFields it set (-1 for none).
-func (pr *proxyRequest) estimate() (input, output int64, capIdx int) {
-	capIdx = -1
+// the generating paths, else none; times its choices `n`), which of capFields it set (-1 for
+// none), and its choices.
+func (pr *proxyRequest) estimate() (input, output int64, capIdx int, choices int64) {
+	capIdx, choices = -1, 1
 	if !pr.object || pr.body == nil {
-		return 0, 0, -1
+		return 0, 0, -1, 1
 	}
 	b := pr.body.b
 	for _, name := range promptMembers {
@@ -127,17 +143,22 @@ func (pr *proxyRequest) estimate() (input, output int64, capIdx int) {
 			input += int64(m.ValueEnd-m.ValueStart+3) / 4
 		}
 	}
+	if m, ok := jsonfield.Find(b, pr.members, "n"); ok {
+		if n, ok := jsonfield.IntValue(m.Value(b)); ok && n > 1 {
+			choices = min(n, maxChoices)
+		}
+	}
 	for i, name := range capFields {
 		if m, ok := jsonfield.Find(b, pr.members, name); ok {
 			if n, ok := jsonfield.IntValue(m.Value(b)); ok && n >= 0 {
-				return input, n, i
+				return input, n * choices, i, choices
 			}
 		}
 	}
 	if generates(pr.rt.trailing) {
-		output = DefaultOutputReservation
+		output = DefaultOutputReservation * choices
 	}
-	return input, output, -1
+	return input, output, -1, choices
 }
 
 // generates tells whether a path produces output tokens: chat completions, completions and

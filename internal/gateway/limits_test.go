@@ -428,3 +428,19 @@ func TestProviderRouteIsHeldToTokenBudgets(t *testing.T) {
 		return nil
 	})
 }
+
+// n choices produce n times the output: the reservation and the cap account for it.
+func TestChoicesShareTheCap(t *testing.T) {
+	up := newUpstream(t, simulator.Options{})
+	g := budgetedGateway(t, up, nil, 1, testBudget("n", tpm(1000)))
+	resp, data := rawChat(t, g, `{"model":"chat","n":4,"max_tokens":500,"messages":[]}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	}
+	var sent struct {
+		MaxTokens int `json:"max_tokens"`
+	}
+	if err := json.Unmarshal(up.lastRequest(t).Body, &sent); err != nil || sent.MaxTokens*4 > 1000 || sent.MaxTokens < 200 {
+		t.Errorf("max_tokens sent %d for 4 choices and 1000 tokens left, want about 250 (%v)", sent.MaxTokens, err)
+	}
+}

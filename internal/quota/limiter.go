@@ -63,8 +63,9 @@ type Limiter struct {
 	replicas int64
 	timeout  time.Duration
 	now      func() time.Time
-	downTill atomic.Int64 // Unix nanoseconds until which the store is left alone
-	pingFail atomic.Bool  // the last health check of the store failed
+	downTill atomic.Int64  // Unix nanoseconds until which the store is left alone
+	pingFail atomic.Bool   // the last health check of the store failed
+	settling chan struct{} // a slot per settlement in flight apart from its request
 	m        *limiterMetrics
 }
 
@@ -112,7 +113,8 @@ func NewLimiter(o LimiterOptions) (*Limiter, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Limiter{store: o.Store, local: NewMemory(), replicas: int64(o.Replicas), timeout: o.Timeout, now: o.Now}
+	l := &Limiter{store: o.Store, local: NewMemory(), replicas: int64(o.Replicas), timeout: o.Timeout, now: o.Now,
+		settling: make(chan struct{}, maxSettling)}
 	l.local.Now = o.Now
 	m, err := newLimiterMetrics(o.Registerer, l)
 	if err != nil {
@@ -196,12 +198,28 @@ func (l *Limiter) Settle(ctx context.Context, r *Request, d *Decision, input, ou
 		_ = l.local.Settle(ctx, keys, deltas)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
-	defer cancel()
-	start := time.Now()
-	err := l.store.Settle(ctx, keys, deltas)
-	l.m.observe("settle", start, err)
+	// The response is over, but its last bytes may still wait in the server's buffer for the
+	// handler to return: the store's round trip happens apart, unless too many are pending.
+	settle := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
+		defer cancel()
+		start := time.Now()
+		err := l.store.Settle(ctx, keys, deltas)
+		l.m.observe("settle", start, err)
+	}
+	select {
+	case l.settling <- struct{}{}:
+		go func() {
+			defer func() { <-l.settling }()
+			settle()
+		}()
+	default:
+		settle()
+	}
 }
+
+// maxSettling bounds the settlements in flight apart from their requests.
+const maxSettling = 1024
 
 // Used returns what the current window of each counter holds, from the store this replica
 // uses (the in-process one without a store).
