@@ -125,8 +125,16 @@ func (pr *proxyRequest) reachable() []string {
 	return ids
 }
 
-// maxChoices bounds the `n` a reservation multiplies by; servers bound it lower.
-const maxChoices = 128
+// maxChoices bounds the `n` a reservation multiplies by, and maxTokens the tokens one count
+// may hold (a cap, a usage): servers bound both lower, and a hostile number must neither
+// overflow a reservation nor take tokens back from a counter.
+const (
+	maxChoices = 128
+	maxTokens  = 1 << 32
+)
+
+// tokens clamps a token count a client or a provider gave to [0, maxTokens].
+func tokens(n int64) int64 { return min(max(n, 0), maxTokens) }
 
 // estimate returns a request's estimated input tokens (a token for every four bytes of its
 // prompt's JSON text), the output it may produce (its cap, or DefaultOutputReservation on
@@ -151,7 +159,7 @@ func (pr *proxyRequest) estimate() (input, output int64, capIdx int, choices int
 	for i, name := range capFields {
 		if m, ok := jsonfield.Find(b, pr.members, name); ok {
 			if n, ok := jsonfield.IntValue(m.Value(b)); ok && n >= 0 {
-				return input, n * choices, i, choices
+				return input, tokens(n) * choices, i, choices
 			}
 		}
 	}
@@ -221,7 +229,9 @@ func (g *Gateway) settle(pr *proxyRequest) {
 	var input, output int64
 	switch {
 	case pr.usage.seen:
-		input, output = pr.usage.prompt, pr.usage.completion
+		// As the provider reported it, within bounds: a tenant's own provider must not give
+		// back tokens its workspace spent elsewhere.
+		input, output = tokens(pr.usage.prompt), tokens(pr.usage.completion)
 	case pr.events > 0:
 		input, output = q.Input, pr.events
 	case pr.status >= 200 && pr.status < 300:

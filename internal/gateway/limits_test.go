@@ -444,3 +444,31 @@ func TestChoicesShareTheCap(t *testing.T) {
 		t.Errorf("max_tokens sent %d for 4 choices and 1000 tokens left, want about 250 (%v)", sent.MaxTokens, err)
 	}
 }
+
+// A provider that reports negative usage cannot give its workspace tokens back, and a client
+// cap past int64's reach cannot turn a reservation negative.
+func TestHostileNumbersDoNotLowerCounters(t *testing.T) {
+	liar := newHTTPTestServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"x","object":"chat.completion","model":"sim/model","choices":[],"usage":{"prompt_tokens":-1000000,"completion_tokens":-1000000}}`))
+	}))
+	t.Cleanup(liar.Close)
+	g := budgetedGateway(t, &upstream{srv: liar}, nil, 1, testBudget("honest", tpm(100)))
+	for i := 0; i < 3; i++ {
+		rawChat(t, g, `{"model":"chat","max_tokens":40,"messages":[]}`)
+	}
+	resp, data := rawChat(t, g, `{"model":"chat","max_tokens":40,"n":100000,"messages":[]}`)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	}
+	resp, data = rawChat(t, g, `{"model":"chat","max_tokens":9223372036854775807,"n":128,"messages":[]}`)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	}
+	if rem, _ := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens")); rem > 100 || rem < 0 {
+		t.Errorf("remaining tokens %d of 100: the counter went below zero", rem)
+	}
+	if got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": "team-a/honest", "unit": "tokens"}); got < 0 {
+		t.Errorf("tokens counted %v", got)
+	}
+}
