@@ -472,3 +472,80 @@ func TestHostileNumbersDoNotLowerCounters(t *testing.T) {
 		t.Errorf("tokens counted %v", got)
 	}
 }
+
+// Redis killed and back while clients keep calling: a closed budget's requests get 200 or
+// 503 budget_unavailable, an open one's 200 or 429, nothing else, and both recover.
+func TestStoreKilledUnderLoad(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	defer rc.Close()
+	up := newUpstream(t, simulator.Options{Chunks: 2})
+	closed := testBudget("closed", rpm(1_000_000))
+	closed.Entities = []string{"chat"}
+	open := testBudget("open", rpm(1_000_000))
+	open.FailOpen = true
+	open.Entities = []string{"other"}
+	l, err := quota.NewLimiter(quota.LimiterOptions{Store: &quota.Redis{Client: rc}, Replicas: 2, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team-a", "sim", up.srv.URL)},
+		Entities:  []routing.EntitySpec{entity("team-a", "chat", backend("team-a", "sim", "sim/model")), entity("team-a", "other", backend("team-a", "sim", "sim/model"))},
+		Budgets:   []*quota.Budget{closed, open},
+	}
+	g := newGateway(t, spec, gateway.Options{Limiter: l})
+	type tally struct {
+		sync.Mutex
+		codes map[string]int
+	}
+	seen := map[string]*tally{"chat": {codes: map[string]int{}}, "other": {codes: map[string]int{}}}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		model := []string{"chat", "other"}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := g.client("team-a")
+			for ctx.Err() == nil {
+				_, err := client.Chat.Completions.New(context.Background(), chatParams(model))
+				code := "200"
+				var apiErr *openai.Error
+				switch {
+				case errors.As(err, &apiErr):
+					code = strconv.Itoa(apiErr.StatusCode) + " " + apiErr.Code
+				case err != nil:
+					code = err.Error()
+				}
+				seen[model].Lock()
+				seen[model].codes[code]++
+				seen[model].Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	srv.Stop()
+	time.Sleep(time.Second)
+	srv.Restart()
+	time.Sleep(1500 * time.Millisecond) // past the back-off: the store is used again
+	stop()
+	wg.Wait()
+	for model, want := range map[string]string{"chat": "503 budget_unavailable", "other": "200"} {
+		codes := seen[model].codes
+		for code, n := range codes {
+			if code != "200" && code != want {
+				t.Errorf("%s: %d answers %q; want only 200 and %q", model, n, code, want)
+			}
+		}
+		if codes["200"] == 0 || (model == "chat" && codes[want] == 0) {
+			t.Errorf("%s: answers %v", model, codes)
+		}
+		t.Logf("%s: %v", model, codes)
+	}
+	// Back: the store decides again.
+	var resp *http.Response
+	if _, err := g.client("team-a").Chat.Completions.New(context.Background(), chatParams("chat"), option.WithResponseInto(&resp)); err != nil {
+		t.Fatalf("after the store came back: %v", err)
+	}
+}
