@@ -463,7 +463,7 @@ func newLimiter(o options) (*quota.Limiter, error) {
 		ro.TLSConfig.RootCAs = pool
 	}
 	// A call that fails follows the budgets' failure mode at once: no retries on the hot path.
-	ro.MaxRetries = -1
+	ro.MaxRetries, ro.DialerRetries = -1, 1
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = o.budgetStoreTimeout, o.budgetStoreTimeout, o.budgetStoreTimeout
 	ro.ContextTimeoutEnabled = true
 	lo.Store = &quota.Redis{Client: redis.NewClient(ro)}

@@ -84,7 +84,9 @@ func (r *InferenceBudgetReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		switch {
 		case err != nil && status == metav1.ConditionTrue:
 			status, reason = metav1.ConditionFalse, inferencev1alpha1.ReasonStoreUnavailable
-			message = "the budget store cannot be reached: " + err.Error() + "; spec.failureMode " + string(b.Spec.FailureMode) + " decides meanwhile"
+			// The error names the store's address: it goes to the manager's log, not to tenants.
+			log.FromContext(ctx).Error(err, "read the usage of an inference budget")
+			message = "the budget store cannot be reached (see the manager's log); spec.failureMode " + string(b.Spec.FailureMode) + " decides meanwhile"
 			next.Usage = b.Status.Usage
 		case err == nil:
 			for i, s := range states {

@@ -144,6 +144,11 @@ func errCallerBusy() *apiError {
 		detail: "Too Many Requests: the request bodies of this caller (the ServiceAccounts of a namespace count as one) in the gateway take its whole share of the gateway's memory budget (--gateway-buffer-bytes-per-caller); retry when some of them are done."}
 }
 
+func errInvalidBudgetField(name, want string) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: "invalid_body",
+		detail: "Invalid request body: '" + name + "' must be " + want + " under an InferenceBudget, which reserves the tokens it allows."}
+}
+
 func errBudgetUnavailable() *apiError {
 	return &apiError{status: http.StatusServiceUnavailable, code: "budget_unavailable", retryAfter: 1,
 		detail: "Service Unavailable: the budget store cannot be reached, and an InferenceBudget that applies to this request fails closed (spec.failureMode); retry shortly."}

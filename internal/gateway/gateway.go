@@ -269,6 +269,7 @@ type proxyRequest struct {
 	decision   quota.Decision
 	budgeted   bool
 	stripUsage bool
+	notRun     bool // the last attempt failed before the request could run upstream
 	overrides  []routing.BodyField
 }
 
@@ -523,8 +524,9 @@ func (g *Gateway) rewrite(p *httputil.ProxyRequest) {
 	for _, name := range clientOnlyHeaders {
 		delete(h, name)
 	}
-	if pr.entity != nil {
-		// The response must come back uncompressed so that its model can be rewritten.
+	if pr.entity != nil || pr.budgeted {
+		// The response must come back uncompressed so that its model can be rewritten and its
+		// usage read.
 		delete(h, "Accept-Encoding")
 	}
 }
@@ -623,6 +625,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		canRetry := (safe || pr.entity.RetryOn&retryCondition(reason) != 0) &&
 			pr.replayable && attempt+1 < g.opts.MaxAttempts && bits.OnesCount64(pr.tried) < len(pr.entity.Backends)
 		if !canRetry {
+			pr.notRun = safe && resp == nil
 			return resp, err
 		}
 		g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()

@@ -19,6 +19,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +78,10 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	if len(q.Counters) == 0 {
 		return nil
 	}
-	input, output, capIdx, choices := pr.estimate()
+	input, output, capped, choices, apiErr := pr.estimate()
+	if apiErr != nil {
+		return apiErr
+	}
 	q.Input, q.Output = input, output
 	err := g.limiter.Reserve(pr.ctx, q, &pr.decision)
 	m := g.metrics
@@ -98,15 +102,29 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	}
 	pr.budgeted = true
 	decision := "allowed"
-	if d.Output < q.Output && pr.object {
-		// Less is left than the request may produce: send the cap that fits, shared by its
-		// choices.
+	if pr.object && generates(pr.apiPath()) && countsOutput(q) {
+		// The upstream must produce no more than was reserved: every cap the request set
+		// becomes the cap granted, shared by its choices; without one, the API's is set.
 		perChoice := max(d.Output/choices, 1)
-		name := pr.capField(capIdx)
-		member := append(jsonfield.AppendString(nil, name), ':')
-		pr.overrides = append(pr.overrides, routing.BodyField{Name: name, Member: strconv.AppendInt(member, perChoice, 10)})
-		w.Header()[MaxTokensHeader] = []string{strconv.FormatInt(perChoice, 10)}
-		decision = "clamped"
+		fields := capFields[:0:0]
+		for _, f := range capFields {
+			if _, ok := jsonfield.Find(pr.body.b, pr.members, f); ok {
+				fields = append(fields, f)
+			}
+		}
+		if len(fields) == 0 {
+			fields = append(fields, pr.capField())
+		}
+		for _, f := range fields {
+			member := append(jsonfield.AppendString(nil, f), ':')
+			pr.overrides = append(pr.overrides, routing.BodyField{Name: f, Member: strconv.AppendInt(member, perChoice, 10)})
+		}
+		if d.Output < q.Output || !capped {
+			w.Header()[MaxTokensHeader] = []string{strconv.FormatInt(perChoice, 10)}
+		}
+		if d.Output < q.Output {
+			decision = "clamped"
+		}
 	}
 	m.budgetDecisions.WithLabelValues(pr.rt.workspace, decision, d.Via).Inc()
 	pr.askUsage()
@@ -136,53 +154,83 @@ const (
 // tokens clamps a token count a client or a provider gave to [0, maxTokens].
 func tokens(n int64) int64 { return min(max(n, 0), maxTokens) }
 
+// countsOutput tells whether a counter of q counts output tokens.
+func countsOutput(q *quota.Request) bool {
+	for i := range q.Counters {
+		if c := &q.Counters[i]; c.Limit.Tokens && c.Budget.Output {
+			return true
+		}
+	}
+	return false
+}
+
+// apiPath is the request's path after /-/, unescaped as the upstream will read it.
+func (pr *proxyRequest) apiPath() string {
+	if strings.IndexByte(pr.rt.trailing, '%') < 0 {
+		return pr.rt.trailing
+	}
+	if p, err := url.PathUnescape(pr.rt.trailing); err == nil {
+		return p
+	}
+	return pr.rt.trailing
+}
+
 // estimate returns a request's estimated input tokens (a token for every four bytes of its
-// prompt's JSON text), the output it may produce (its cap, or DefaultOutputReservation on
-// the generating paths, else none; times its choices `n`), which of capFields it set (-1 for
-// none), and its choices.
-func (pr *proxyRequest) estimate() (input, output int64, capIdx int, choices int64) {
-	capIdx, choices = -1, 1
-	if !pr.object || pr.body == nil {
-		return 0, 0, -1, 1
+// body: the prompt, tools and schemas all reach the model), the output it may produce (its
+// largest cap, or DefaultOutputReservation on the generating paths, else none; times its
+// choices), whether it set a cap, and its choices (`n`, or `best_of` when larger). Caps and
+// choices that are not plain integers in range are refused: a server may read them otherwise.
+func (pr *proxyRequest) estimate() (input, output int64, capped bool, choices int64, e *apiError) {
+	choices = 1
+	switch {
+	case pr.body != nil:
+		input = int64(len(pr.body.b)+3) / 4
+	case pr.in.ContentLength > 0:
+		input = (pr.in.ContentLength + 3) / 4
+	}
+	if !pr.object {
+		if generates(pr.apiPath()) {
+			output = DefaultOutputReservation
+		}
+		return input, output, false, 1, nil
 	}
 	b := pr.body.b
-	for _, name := range promptMembers {
-		if m, ok := jsonfield.Find(b, pr.members, name); ok {
-			input += int64(m.ValueEnd-m.ValueStart+3) / 4
-		}
-	}
-	if m, ok := jsonfield.Find(b, pr.members, "n"); ok {
-		if n, ok := jsonfield.IntValue(m.Value(b)); ok && n > 1 {
-			choices = min(n, maxChoices)
-		}
-	}
-	for i, name := range capFields {
-		if m, ok := jsonfield.Find(b, pr.members, name); ok {
-			if n, ok := jsonfield.IntValue(m.Value(b)); ok && n >= 0 {
-				return input, tokens(n) * choices, i, choices
+	for _, name := range [...]string{"n", "best_of"} {
+		if m, ok := jsonfield.Find(b, pr.members, name); ok && string(m.Value(b)) != "null" {
+			n, ok := jsonfield.IntValue(m.Value(b))
+			if !ok || n < 1 || n > maxChoices {
+				return 0, 0, false, 0, errInvalidBudgetField(name, "an integer from 1 to "+strconv.Itoa(maxChoices))
 			}
+			choices = max(choices, n)
 		}
 	}
-	if generates(pr.rt.trailing) {
-		output = DefaultOutputReservation * choices
+	for _, name := range capFields {
+		if m, ok := jsonfield.Find(b, pr.members, name); ok && string(m.Value(b)) != "null" {
+			n, ok := jsonfield.IntValue(m.Value(b))
+			if !ok || n < 0 {
+				return 0, 0, false, 0, errInvalidBudgetField(name, "a non-negative integer")
+			}
+			output, capped = max(output, tokens(n)), true
+		}
 	}
-	return input, output, -1, choices
+	if !capped && generates(pr.apiPath()) {
+		output = DefaultOutputReservation
+	}
+	return input, output * choices, capped, choices, nil
 }
 
 // generates tells whether a path produces output tokens: chat completions, completions and
 // responses do, embeddings and the rest do not.
-func generates(trailing string) bool {
-	return strings.HasSuffix(trailing, "completions") || strings.HasSuffix(trailing, "responses")
+func generates(path string) bool {
+	return strings.HasSuffix(path, "completions") || strings.HasSuffix(path, "responses")
 }
 
-// capField is the output cap to set: the one the client set, else the one of its API.
-func (pr *proxyRequest) capField(idx int) string {
-	switch {
-	case idx >= 0:
-		return capFields[idx]
-	case strings.HasSuffix(pr.rt.trailing, "chat/completions"):
+// capField is the output cap of the request's API.
+func (pr *proxyRequest) capField() string {
+	switch path := pr.apiPath(); {
+	case strings.HasSuffix(path, "chat/completions"):
 		return "max_completion_tokens"
-	case strings.HasSuffix(pr.rt.trailing, "responses"):
+	case strings.HasSuffix(path, "responses"):
 		return "max_output_tokens"
 	}
 	return "max_tokens"
@@ -192,7 +240,7 @@ func (pr *proxyRequest) capField(idx int) string {
 // stream_options.include_usage is set, and when the client did not ask for it, the usage
 // event is kept from it (stripUsage). The Responses API reports usage in its last event.
 func (pr *proxyRequest) askUsage() {
-	if !pr.object || !strings.HasSuffix(pr.rt.trailing, "completions") {
+	if !pr.object || !strings.HasSuffix(pr.apiPath(), "completions") {
 		return
 	}
 	b := pr.body.b
@@ -223,7 +271,8 @@ func (pr *proxyRequest) askUsage() {
 
 // settle replaces what the request reserved with what it used: the usage the provider
 // reported; for a stream cut before its usage, the estimated input and an output token for
-// each event sent; for a success without usage, what was reserved; for a failure, nothing.
+// each event sent; for a success without usage, what was reserved; for a request that never
+// ran or that the provider answered with an error, nothing; else the estimated input.
 func (g *Gateway) settle(pr *proxyRequest) {
 	q, d := &pr.quota, &pr.decision
 	var input, output int64
@@ -236,6 +285,12 @@ func (g *Gateway) settle(pr *proxyRequest) {
 		input, output = q.Input, pr.events
 	case pr.status >= 200 && pr.status < 300:
 		input, output = q.Input, d.Output
+	case pr.notRun, pr.ttfb > 0 && pr.status >= 400:
+		// The request provably did not run, or the provider refused it: nothing is charged.
+	default:
+		// Sent, and then the client went away or the connection failed: the provider read the
+		// prompt and may bill it.
+		input = q.Input
 	}
 	g.limiter.Settle(pr.in.Context(), q, d, input, output)
 	m := g.metrics

@@ -458,10 +458,10 @@ func TestHostileNumbersDoNotLowerCounters(t *testing.T) {
 		rawChat(t, g, `{"model":"chat","max_tokens":40,"messages":[]}`)
 	}
 	resp, data := rawChat(t, g, `{"model":"chat","max_tokens":40,"n":100000,"messages":[]}`)
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(data), "'n' must be an integer from 1 to 128") {
+		t.Fatalf("n of 100000: status %d: %s", resp.StatusCode, data)
 	}
-	resp, data = rawChat(t, g, `{"model":"chat","max_tokens":9223372036854775807,"n":128,"messages":[]}`)
+	resp, data = rawChat(t, g, `{"model":"chat","max_tokens":4294967296000,"n":128,"messages":[]}`)
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("status %d: %s", resp.StatusCode, data)
 	}
@@ -547,5 +547,51 @@ func TestStoreKilledUnderLoad(t *testing.T) {
 	var resp *http.Response
 	if _, err := g.client("team-a").Chat.Completions.New(context.Background(), chatParams("chat"), option.WithResponseInto(&resp)); err != nil {
 		t.Fatalf("after the store came back: %v", err)
+	}
+}
+
+// What the upstream is told to produce is what was reserved, however the request puts it: an
+// escaped path, two caps, caps that are not integers, a provider route without a JSON type.
+func TestTheCapSentIsTheCapReserved(t *testing.T) {
+	up := newUpstream(t, simulator.Options{})
+	g := budgetedGateway(t, up, nil, 1, testBudget("exact", tpm(100_000)))
+	post := func(path, body string, header map[string]string) (*http.Response, map[string]any) {
+		t.Helper()
+		if header == nil {
+			header = map[string]string{"Content-Type": "application/json"}
+		}
+		resp, data := do(t, http.MethodPost, g.base("team-a")+path, body, header)
+		if resp.StatusCode != http.StatusOK {
+			return resp, nil
+		}
+		var sent map[string]any
+		if err := json.Unmarshal(up.lastRequest(t).Body, &sent); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, data)
+		}
+		return resp, sent
+	}
+	// Two caps: both become the one granted.
+	_, sent := post("/openai/-/v1/chat/completions", `{"model":"chat","max_completion_tokens":0,"max_tokens":100000,"messages":[]}`, nil)
+	if mt, _ := sent["max_tokens"].(float64); sent["max_completion_tokens"] != sent["max_tokens"] || mt < 99_000 || mt > 100_000 {
+		t.Errorf("two caps sent as %v and %v, want both what is left of 100000", sent["max_completion_tokens"], sent["max_tokens"])
+	}
+	// An escaped path is the path it stands for: a cap is set.
+	_, sent = post("/provider/sim/-/v1/chat/completion%73", `{"model":"sim/model","messages":[]}`, nil)
+	if sent == nil || sent["max_completion_tokens"] != float64(gateway.DefaultOutputReservation) {
+		t.Errorf("escaped path: sent %v, want max_completion_tokens %d", sent, gateway.DefaultOutputReservation)
+	}
+	// Caps and choices a server could read otherwise are refused.
+	for _, body := range []string{`{"model":"chat","max_tokens":1e5,"messages":[]}`, `{"model":"chat","max_tokens":"100","messages":[]}`, `{"model":"chat","n":"10","messages":[]}`} {
+		if resp, _ := post("/openai/-/v1/chat/completions", body, nil); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", body, resp.StatusCode)
+		}
+	}
+	// The provider route without a Content-Type is read all the same.
+	_, sent = post("/provider/sim/-/v1/chat/completions", `{"model":"sim/model","max_tokens":100000,"messages":[]}`, map[string]string{"Accept-Encoding": "gzip"})
+	if mt, _ := sent["max_tokens"].(float64); mt < 90_000 || mt > 100_000 {
+		t.Errorf("provider route without a JSON type: sent %v, want max_tokens what is left", sent)
+	}
+	if h := up.lastRequest(t).Header.Get("Accept-Encoding"); h == "gzip" {
+		t.Errorf("the client's Accept-Encoding reached the provider: its usage could not be read")
 	}
 }

@@ -66,8 +66,11 @@ func (g *Gateway) resolveProvider(pr *proxyRequest, table *routing.Table) *apiEr
 	// The body is read to add the provider's fields, or to hold the request to its budgets:
 	// to estimate its tokens and lower its output cap.
 	budgeted := g.limiter != nil && len(table.Budgets(rt.workspace)) > 0
-	if len(p.DefaultBody)+len(p.RequiredBody) == 0 && !budgeted || !isJSON(pr.in.Header.Get("Content-Type")) {
+	if !budgeted && (len(p.DefaultBody)+len(p.RequiredBody) == 0 || !isJSON(pr.in.Header.Get("Content-Type"))) {
 		return nil // streamed through as it comes
+	}
+	if !hasBody(pr.in) {
+		return nil
 	}
 	br, e := g.startBody(pr)
 	if e != nil {

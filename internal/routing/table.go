@@ -283,20 +283,29 @@ func (t *Table) addBudgets(budgets []*quota.Budget) {
 			t.global = append(t.global, b)
 		}
 	}
+	bySpecificity := func(a, b *quota.Budget) int {
+		return cmp.Or(cmp.Compare(b.Specificity, a.Specificity), cmp.Compare(a.ID, b.ID))
+	}
+	own := map[string][]*quota.Budget{}
 	for _, b := range budgets {
 		if !b.Global {
-			if _, ok := t.budgets[b.Workspace]; !ok {
-				t.budgets[b.Workspace] = slices.Clone(t.global)
-			}
-			t.budgets[b.Workspace] = append(t.budgets[b.Workspace], b)
+			own[b.Workspace] = append(own[b.Workspace], b)
 		}
 	}
-	bySpecificity := func(a, b *quota.Budget) int { return cmp.Compare(b.Specificity, a.Specificity) }
 	slices.SortStableFunc(t.global, bySpecificity)
-	for _, list := range t.budgets {
+	for ws, list := range own {
+		// A workspace's budgets are bounded, so that a tenant's budgets cannot make every
+		// decision a long script on the store all replicas share; the global ones always count.
 		slices.SortStableFunc(list, bySpecificity)
+		list = append(list[:min(len(list), MaxWorkspaceBudgets):min(len(list), MaxWorkspaceBudgets)], t.global...)
+		slices.SortStableFunc(list, bySpecificity)
+		t.budgets[ws] = list
 	}
 }
+
+// MaxWorkspaceBudgets bounds the InferenceBudgets of one workspace that the gateway applies: the
+// most specific ones, then by name; those of the system workspace apply besides.
+const MaxWorkspaceBudgets = 16
 
 // emptyModels is the model list of a workspace with no routable entity.
 var emptyModels = []byte(`{"object":"list","data":[]}`)

@@ -18,10 +18,13 @@ package routing
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/quota"
 )
 
 func testSpec() Spec {
@@ -388,5 +391,30 @@ func TestReservedHeadersAndModelFieldsAreDropped(t *testing.T) {
 	k, _ := table.Provider("team", "key-in-hop")
 	if k.Ready || k.AuthHeader != "" || k.AuthValue != "" {
 		t.Errorf("a provider whose key would replace the hop header: ready %v, header %q", k.Ready, k.AuthHeader)
+	}
+}
+
+// A workspace's own budgets are bounded, most specific first; the system workspace's always
+// apply besides.
+func TestWorkspaceBudgetsAreBoundedAndGlobalOnesKept(t *testing.T) {
+	var spec Spec
+	spec.Budgets = append(spec.Budgets, &quota.Budget{Workspace: "system", Name: "platform", ID: "system/platform", Global: true})
+	for i := 0; i < MaxWorkspaceBudgets+10; i++ {
+		name := fmt.Sprintf("b%02d", i)
+		spec.Budgets = append(spec.Budgets, &quota.Budget{Workspace: "team", Name: name, ID: "team/" + name, Specificity: 8})
+	}
+	table, _ := New(spec, nil)
+	got := table.Budgets("team")
+	if len(got) != MaxWorkspaceBudgets+1 {
+		t.Fatalf("%d budgets apply, want %d of the workspace and the global one", len(got), MaxWorkspaceBudgets)
+	}
+	if last := got[len(got)-1]; last.ID != "system/platform" {
+		t.Errorf("the least specific is %s, want the global one, and kept", last.ID)
+	}
+	if got[0].ID != "team/b00" {
+		t.Errorf("first %s, want team/b00 (by name on a tie)", got[0].ID)
+	}
+	if other := table.Budgets("elsewhere"); len(other) != 1 || other[0].ID != "system/platform" {
+		t.Errorf("another workspace gets %v", other)
 	}
 }
