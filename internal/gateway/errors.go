@@ -157,10 +157,10 @@ func errBudgetUnavailable() *apiError {
 // errBudgetRefused says which budget and limit refused a request, and when to retry. A
 // second or minute limit is a rate limit (code rate_limit_exceeded); a day or month limit is a
 // budget spent (code budget_exhausted, type insufficient_quota, as OpenAI's spent quota).
-func errBudgetRefused(c *quota.Counter, d *quota.Decision, div int64) *apiError {
+func errBudgetRefused(c *quota.Counter, d *quota.Decision, i int, div int64) *apiError {
 	retry := max(int((d.RetryAfter+time.Second-1)/time.Second), 1)
 	limit := c.Limit.Max / div
-	used := d.States[d.Refused].Used
+	used := d.States[i].Used
 	unit, what := "requests", "request"
 	if c.Limit.Tokens {
 		unit, what = "tokens", "tokens"

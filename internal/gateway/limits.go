@@ -96,9 +96,11 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	g.rateLimitHeaders(w.Header(), q, d)
 	if !d.Allowed {
 		m.budgetDecisions.WithLabelValues(pr.rt.workspace, "refused", d.Via).Inc()
-		c := &q.Counters[d.Refused]
+		div := divisor(g.limiter, d)
+		i := quota.Blocking(q, d, div)
+		c := &q.Counters[i]
 		m.budgetRefusals.WithLabelValues(pr.rt.workspace, c.Budget.ID, c.Limit.Name).Inc()
-		return errBudgetRefused(c, d, divisor(g.limiter, d))
+		return errBudgetRefused(c, d, i, div)
 	}
 	pr.budgeted = true
 	decision := "allowed"

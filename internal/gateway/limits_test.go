@@ -595,3 +595,21 @@ func TestTheCapSentIsTheCapReserved(t *testing.T) {
 		t.Errorf("the client's Accept-Encoding reached the provider: its usage could not be read")
 	}
 }
+
+// When a minute limit and a spent day budget both refuse, the answer is the day's: the client
+// waits for it, not for the minute.
+func TestARefusalNamesWhatTheRequestWaitsFor(t *testing.T) {
+	up := newUpstream(t, simulator.Options{})
+	// The body's estimate is 13 tokens: the first fits the day's 16, the second no longer does.
+	g := budgetedGateway(t, up, nil, 1, testBudget("both", rpm(1), tpd(16)))
+	if resp, data := rawChat(t, g, `{"model":"chat","max_tokens":5,"messages":[]}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first: %d %s", resp.StatusCode, data)
+	}
+	resp, data := rawChat(t, g, `{"model":"chat","max_tokens":5,"messages":[]}`)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second: %d %s", resp.StatusCode, data)
+	}
+	if e := decodeError(t, data); e.Error.Code != "budget_exhausted" {
+		t.Errorf("refused as %q, want budget_exhausted (the day is spent; %s tokens left): %s", e.Error.Code, resp.Header.Get("X-Ratelimit-Remaining-Tokens"), data)
+	}
+}

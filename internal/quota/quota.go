@@ -235,6 +235,26 @@ func decide(r *Request, maxes, used []int64) (output int64, refused int) {
 	return output, refused
 }
 
+// Blocking returns, of the counters that refuse r after decision d, the one whose window ends
+// last (the first of them on a tie: the most specific): what the request waits for. divisor is
+// what the limits were divided by. It returns d.Refused when none can be told.
+func Blocking(r *Request, d *Decision, divisor int64) int {
+	best := d.Refused
+	if best < 0 || len(d.States) != len(r.Counters) {
+		return best
+	}
+	for i := range r.Counters {
+		one := Request{Counters: r.Counters[i : i+1], Input: r.Input, Output: r.Output}
+		if _, refused := decide(&one, []int64{r.Counters[i].Limit.Max / divisor}, []int64{d.States[i].Used}); refused < 0 {
+			continue
+		}
+		if d.States[i].End.After(d.States[best].End) {
+			best = i
+		}
+	}
+	return best
+}
+
 // Key returns the store key of a counter's window that starts at start.
 func Key(base string, start time.Time) string {
 	return base + ":" + strconv.FormatInt(start.UnixMilli(), 10)
