@@ -215,8 +215,11 @@ func (pr *proxyRequest) estimate() (input, output int64, capped bool, choices in
 			output, capped = max(output, tokens(n)), true
 		}
 	}
-	if !capped && generates(pr.apiPath()) {
+	switch {
+	case !capped && generates(pr.apiPath()):
 		output = DefaultOutputReservation
+	case capped && generates(pr.apiPath()):
+		output = max(output, 1) // a server produces a token at least, whatever cap it is sent
 	}
 	return input, output * choices, capped, choices, nil
 }
