@@ -193,13 +193,7 @@ func TestStreamsAreSettledFromTheirUsageWhichTheClientDidNotAskFor(t *testing.T)
 		t.Fatalf("upstream was not asked for the usage: %s", up.lastRequest(t).Body)
 	}
 	// Settled from the usage: prompt and 5 completion tokens, not the 4096 reserved.
-	eventually(t, 2*time.Second, func() error {
-		got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": "team-a/streams", "unit": "tokens"})
-		if got < 6 || got > 100 {
-			return errors.New("tokens counted: " + strconv.FormatFloat(got, 'f', -1, 64))
-		}
-		return nil
-	})
+	settled(t, g, "team-a/streams", 6, 100, 2*time.Second)
 
 	// A client that asks for the usage gets it.
 	stream = client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
@@ -227,13 +221,7 @@ func TestAStreamCutMidwayIsSettledFromWhatWasSent(t *testing.T) {
 	stream.Close()
 	// The prompt's estimate and about the 5 events read (a few more may have been sent); not
 	// the 4096 reserved, and not nothing.
-	eventually(t, 5*time.Second, func() error {
-		got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": "team-a/cut", "unit": "tokens"})
-		if got < 5 || got > 40 {
-			return errors.New("tokens settled: " + strconv.FormatFloat(got, 'f', -1, 64))
-		}
-		return nil
-	})
+	settled(t, g, "team-a/cut", 5, 40, 5*time.Second)
 }
 
 // Two gateway replicas share one Redis: clients racing on both never get more than the limit
@@ -420,13 +408,7 @@ func TestProviderRouteIsHeldToTokenBudgets(t *testing.T) {
 		t.Errorf("stream: status %d, the client got a usage it did not ask for: %s", resp.StatusCode, data)
 	}
 	// Settled from the usage: a few prompt tokens and 4 completion tokens each.
-	eventually(t, 2*time.Second, func() error {
-		got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": "team-a/all", "unit": "tokens"})
-		if got < 8 || got > 40 {
-			return errors.New("tokens settled: " + strconv.FormatFloat(got, 'f', -1, 64))
-		}
-		return nil
-	})
+	settled(t, g, "team-a/all", 8, 40, 2*time.Second)
 }
 
 // n choices produce n times the output: the reservation and the cap account for it.
@@ -612,4 +594,16 @@ func TestARefusalNamesWhatTheRequestWaitsFor(t *testing.T) {
 	if e := decodeError(t, data); e.Error.Code != "budget_exhausted" {
 		t.Errorf("refused as %q, want budget_exhausted (the day is spent; %s tokens left): %s", e.Error.Code, resp.Header.Get("X-Ratelimit-Remaining-Tokens"), data)
 	}
+}
+
+// settled waits until budget has counted between lo and hi tokens, as settled.
+func settled(t *testing.T, g *gw, budget string, lo, hi float64, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		got := counter(t, g.reg, "infergate_budget_used_total", map[string]string{"budget": budget, "unit": "tokens"})
+		if got < lo || got > hi {
+			return errors.New("tokens settled: " + strconv.FormatFloat(got, 'f', -1, 64))
+		}
+		return nil
+	})
 }

@@ -91,8 +91,7 @@ func (m *Memory) Reserve(_ context.Context, r *Request, divisor int64, d *Decisi
 func retryAfter(r *Request, maxes, used []int64, states []State, now time.Time, output int64) time.Duration {
 	var wait time.Duration
 	for i := range r.Counters {
-		one := Request{Counters: r.Counters[i : i+1], Input: r.Input, Output: r.Output}
-		if _, refused := decide(&one, maxes[i:i+1], used[i:i+1]); refused >= 0 {
+		if refuses(r, i, maxes[i], used[i]) {
 			wait = max(wait, states[i].End.Sub(now))
 		}
 	}

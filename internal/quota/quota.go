@@ -244,15 +244,19 @@ func Blocking(r *Request, d *Decision, divisor int64) int {
 		return best
 	}
 	for i := range r.Counters {
-		one := Request{Counters: r.Counters[i : i+1], Input: r.Input, Output: r.Output}
-		if _, refused := decide(&one, []int64{r.Counters[i].Limit.Max / divisor}, []int64{d.States[i].Used}); refused < 0 {
-			continue
-		}
-		if d.States[i].End.After(d.States[best].End) {
+		if refuses(r, i, r.Counters[i].Limit.Max/divisor, d.States[i].Used) && d.States[i].End.After(d.States[best].End) {
 			best = i
 		}
 	}
 	return best
+}
+
+// refuses tells whether counter i of r, with limit max and used in its window, refuses r by
+// itself.
+func refuses(r *Request, i int, max, used int64) bool {
+	one := Request{Counters: r.Counters[i : i+1], Input: r.Input, Output: r.Output}
+	_, refused := decide(&one, []int64{max}, []int64{used})
+	return refused >= 0
 }
 
 // Key returns the store key of a counter's window that starts at start.
