@@ -1,0 +1,418 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package flow decides who waits, and who goes next, when every provider of a request is
+// saturated: a gateway replica's queue per pool of providers, with strict priority between
+// classes and, within a class, weighted fair queuing over workspaces by tokens served (virtual
+// token counters, after Sheng et al., "Fairness in Serving Large Language Models", OSDI 2024).
+//
+// The package knows nothing of HTTP or of providers: the gateway tells it how much room the
+// pool has, and it tells the gateway which request goes.
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Class is a request's priority class. Higher classes are dispatched first.
+type Class uint8
+
+const (
+	// Sheddable requests go last and are refused first; they leave a reserve of the pool free
+	// for higher classes (see Reserve).
+	Sheddable Class = iota
+	// Standard is the default class.
+	Standard
+	// Critical requests are never queued behind lower classes.
+	Critical
+)
+
+// Classes is the number of classes.
+const Classes = 3
+
+func (c Class) String() string {
+	switch c {
+	case Sheddable:
+		return "Sheddable"
+	case Critical:
+		return "Critical"
+	}
+	return "Standard"
+}
+
+// ParseClass reads a class name, in any case.
+func ParseClass(s string) (Class, bool) {
+	for c := range Class(Classes) {
+		if strings.EqualFold(s, c.String()) {
+			return c, true
+		}
+	}
+	return Standard, false
+}
+
+// Reserve is how many of a pool's free slots Sheddable requests leave to higher classes: an
+// eighth of its capacity, at least one. A Critical request that arrives while Sheddable ones
+// fill the pool then finds a slot at once instead of waiting for one to end.
+func Reserve(capacity int) int { return max(1, (capacity+7)/8) }
+
+// Errors of Wait and Admit.
+var (
+	// ErrFull: the queue holds as many requests as its bound, none of a lower class.
+	ErrFull = errors.New("the queue is full")
+	// ErrShed: a request of a higher class took this one's place in a full queue.
+	ErrShed = errors.New("shed for a request of a higher class")
+	// ErrTimeout: no capacity freed within the request's maximum queue time.
+	ErrTimeout = errors.New("no capacity within the maximum queue time")
+)
+
+// Room is what a pool can take now: Free slots (Unbounded when some provider's capacity is
+// not known, so that nothing waits) out of Capacity.
+type Room struct {
+	Free, Capacity int
+}
+
+// Unbounded is Room.Free when the pool's capacity is not known.
+const Unbounded = -1
+
+// allows tells whether a request of class c may take a slot, given pending dispatched requests
+// the room does not show yet.
+func (r Room) allows(c Class, pending int) bool {
+	if r.Free == Unbounded {
+		return true
+	}
+	free := r.Free - pending
+	if c == Sheddable {
+		return free > Reserve(r.Capacity)
+	}
+	return free > 0
+}
+
+// Ticket is a request's place in a queue. Fill in the exported fields, then Admit it.
+type Ticket struct {
+	// Workspace is the flow the request belongs to.
+	Workspace string
+	// Weight is the workspace's share weight (values below a thousandth count as that).
+	Weight float64
+	// Class is the request's priority class.
+	Class Class
+	// Cost is the tokens charged to the workspace when the request is dispatched (an estimate
+	// of its prompt); Charge corrects it once the request is over.
+	Cost float64
+
+	q        *Queue
+	enqueued time.Time
+	state    state
+	pending  bool // holds one of the queue's pending slots
+	err      error
+	ready    chan struct{}
+	next     *Ticket // the next in its flow
+}
+
+type state uint8
+
+const (
+	idle state = iota
+	waiting
+	dispatched
+	dropped
+)
+
+// Enqueued is when the ticket entered the queue; zero when it was dispatched at once.
+func (t *Ticket) Enqueued() time.Time { return t.enqueued }
+
+func (t *Ticket) weight() float64 { return max(t.Weight, 1e-3) }
+
+// flowQ is the tickets of one workspace in one class, oldest first.
+type flowQ struct {
+	ws         string
+	head, tail *Ticket
+}
+
+// Queue is one replica's queue for one pool of providers. Its methods are safe for
+// concurrent use.
+type Queue struct {
+	mu    sync.Mutex
+	bands [Classes][]*flowQ // backlogged flows per class
+	n     int               // tickets waiting
+	per   map[string]int    // tickets waiting per workspace
+	// pending are tickets dispatched whose requests have not started upstream yet: the room
+	// the gateway reports does not count them.
+	pending  int
+	counters counters
+	vtime    float64 // the counter of the workspace dispatched last
+	wake     chan struct{}
+	used     time.Time // last admission, for Pools' sweep
+}
+
+// NewQueue returns an empty queue.
+func NewQueue() *Queue {
+	return &Queue{per: map[string]int{}, counters: counters{}, wake: make(chan struct{}, 1)}
+}
+
+// Admit takes t: at once, when nothing waits and room allows its class (it returns false),
+// or into the queue (it returns true: call Wait). A full queue sheds its newest ticket of the
+// lowest class below t's to make room, or refuses t with ErrFull. bound is the most tickets
+// the queue may hold for t; 0 refuses t when it cannot go at once.
+func (q *Queue) Admit(t *Ticket, room Room, bound int, now time.Time) (bool, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t.q, t.state, t.err, t.enqueued = q, idle, nil, time.Time{}
+	q.used = now
+	if q.n == 0 && room.allows(t.Class, q.pending) {
+		q.dispatch(t, room)
+		return false, nil
+	}
+	if q.n >= bound {
+		victim := q.lowestBelow(t.Class)
+		if victim == nil {
+			return false, ErrFull
+		}
+		q.remove(victim)
+		q.drop(victim, ErrShed)
+	}
+	if q.per[t.Workspace] == 0 {
+		q.lift(t)
+	}
+	t.state, t.enqueued = waiting, now
+	if t.ready == nil {
+		t.ready = make(chan struct{}, 1)
+	}
+	q.push(t)
+	return true, nil
+}
+
+// Wait blocks until t is dispatched (nil), shed (ErrShed), has waited maxWait (ErrTimeout),
+// or ctx is done (its error). A ticket that leaves the queue leaves it at once.
+func (q *Queue) Wait(ctx context.Context, t *Ticket, maxWait time.Duration) error {
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-t.ready:
+		return t.err
+	case <-timer.C:
+		err = ErrTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.state != waiting {
+		<-t.ready // dispatched or shed meanwhile
+		return t.err
+	}
+	q.remove(t)
+	t.state = dropped
+	return err
+}
+
+// Dispatch sends waiting tickets, best first, while room allows them; it returns how many
+// still wait. The gateway calls it when capacity may have freed.
+func (q *Queue) Dispatch(room Room) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.n > 0 {
+		f, c := q.best()
+		if !room.allows(c, q.pending) {
+			break
+		}
+		t := f.head
+		q.remove(t)
+		q.dispatch(t, room)
+		t.state = dispatched
+		t.ready <- struct{}{}
+	}
+	return q.n
+}
+
+// Started releases t's pending slot: its request now counts in the room the gateway reports
+// (or is over). It is safe to call more than once.
+func (q *Queue) Started(t *Ticket) {
+	q.mu.Lock()
+	if t.pending {
+		t.pending = false
+		q.pending--
+	}
+	q.mu.Unlock()
+	q.Wake()
+}
+
+// Charge adds tokens to the workspace's counter: the difference between what a request cost
+// and what Admit or Dispatch charged for it.
+func (q *Queue) Charge(t *Ticket, tokens float64) {
+	q.mu.Lock()
+	q.counters.add(t.Workspace, tokens/t.weight())
+	q.mu.Unlock()
+}
+
+// Wake tells the pump that capacity may have freed.
+func (q *Queue) Wake() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Woken is signalled after Wake.
+func (q *Queue) Woken() <-chan struct{} { return q.wake }
+
+// Len returns the tickets waiting.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// Counter returns a workspace's virtual token counter: the tokens it was served, each divided
+// by its weight then, plus its lifts.
+func (q *Queue) Counter(ws string) float64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.counters.value(ws)
+}
+
+// dispatch charges t's cost and lets it go.
+func (q *Queue) dispatch(t *Ticket, room Room) {
+	q.vtime = q.counters.value(t.Workspace)
+	q.counters.add(t.Workspace, t.Cost/t.weight())
+	if room.Free != Unbounded {
+		t.pending = true
+		q.pending++
+	}
+	t.state = dispatched
+}
+
+// lift raises the counter of a workspace that starts waiting to the smallest counter of those
+// that wait, or, when none does, to the counter of the one dispatched last: a workspace does
+// not bank the share it left unused while it sent nothing.
+func (q *Queue) lift(t *Ticket) {
+	floor, found := 0.0, false
+	for c := range q.bands {
+		for _, f := range q.bands[c] {
+			if v := q.counters.value(f.ws); !found || v < floor {
+				floor, found = v, true
+			}
+		}
+	}
+	if !found {
+		floor = q.vtime
+	}
+	if v := q.counters.value(t.Workspace); v < floor {
+		q.counters.add(t.Workspace, floor-v)
+	}
+}
+
+// best returns the flow to serve next: of the highest class that has any, the one whose
+// workspace has the smallest counter; the oldest head on a tie.
+func (q *Queue) best() (*flowQ, Class) {
+	for c := Classes - 1; c >= 0; c-- {
+		var best *flowQ
+		var bestV float64
+		for _, f := range q.bands[c] {
+			v := q.counters.value(f.ws)
+			if best == nil || v < bestV || v == bestV && f.head.enqueued.Before(best.head.enqueued) {
+				best, bestV = f, v
+			}
+		}
+		if best != nil {
+			return best, Class(c)
+		}
+	}
+	return nil, 0
+}
+
+// lowestBelow returns the newest ticket of the lowest class below c, or nil.
+func (q *Queue) lowestBelow(c Class) *Ticket {
+	for k := range c {
+		var newest *Ticket
+		for _, f := range q.bands[k] {
+			if newest == nil || f.tail.enqueued.After(newest.enqueued) {
+				newest = f.tail
+			}
+		}
+		if newest != nil {
+			return newest
+		}
+	}
+	return nil
+}
+
+func (q *Queue) drop(t *Ticket, err error) {
+	t.state, t.err = dropped, err
+	t.ready <- struct{}{}
+}
+
+func (q *Queue) push(t *Ticket) {
+	band := &q.bands[t.Class]
+	var f *flowQ
+	for _, g := range *band {
+		if g.ws == t.Workspace {
+			f = g
+			break
+		}
+	}
+	if f == nil {
+		f = &flowQ{ws: t.Workspace}
+		*band = append(*band, f)
+	}
+	t.next = nil
+	if f.tail == nil {
+		f.head = t
+	} else {
+		f.tail.next = t
+	}
+	f.tail = t
+	q.n++
+	q.per[t.Workspace]++
+}
+
+// remove takes t out of its flow, wherever it is.
+func (q *Queue) remove(t *Ticket) {
+	band := &q.bands[t.Class]
+	for i, f := range *band {
+		if f.ws != t.Workspace {
+			continue
+		}
+		var prev *Ticket
+		for cur := f.head; cur != nil; prev, cur = cur, cur.next {
+			if cur != t {
+				continue
+			}
+			if prev == nil {
+				f.head = cur.next
+			} else {
+				prev.next = cur.next
+			}
+			if f.tail == cur {
+				f.tail = prev
+			}
+			cur.next = nil
+			break
+		}
+		if f.head == nil {
+			*band = append((*band)[:i], (*band)[i+1:]...)
+		}
+		break
+	}
+	q.n--
+	if q.per[t.Workspace]--; q.per[t.Workspace] <= 0 {
+		delete(q.per, t.Workspace)
+	}
+}
