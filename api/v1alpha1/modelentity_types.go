@@ -85,6 +85,21 @@ type ModelEntitySpec struct {
 	// +listType=set
 	// +optional
 	Paths []string `json:"paths,omitempty"`
+
+	// Priority is the class of this model's requests when every provider of it is saturated:
+	// the gateway then holds requests in its own queue and dispatches them as capacity frees,
+	// Critical before Standard before Sheddable, and within a class by fair share over
+	// workspaces. A caller allowed the verb `prioritize` on `modelentities/proxy` of this model
+	// may raise its request's class with the X-Infergate-Priority header; any caller may lower
+	// it. Default Standard.
+	// +kubebuilder:default=Standard
+	// +optional
+	Priority Priority `json:"priority,omitempty"`
+
+	// Queue bounds the wait for capacity of this model's requests. Fields left unset take the
+	// smallest value its providers' spec.queue sets, else the defaults (5s, 1024).
+	// +optional
+	Queue *QueuePolicy `json:"queue,omitempty"`
 }
 
 // LoadBalancing is a policy that spreads a model's requests over its providers.
@@ -203,6 +218,7 @@ type ModelEntityStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Balancing",type=string,JSONPath=`.spec.loadBalancing`,priority=1
+// +kubebuilder:printcolumn:name="Priority",type=string,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) >= 2 && size(self.metadata.name) <= 63",message="metadata.name must be 2 to 63 characters long"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z][a-z0-9-]*$')",message="metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens; register vendor ids such as meta/llama-3.3-70b-instruct as meta-llama-3-3-70b-instruct"

@@ -133,6 +133,13 @@ type ProviderSpec struct {
 	// Deployment of engine vllm or nim have it set.
 	// +optional
 	Metrics *ProviderMetrics `json:"metrics,omitempty"`
+
+	// Queue bounds how long requests of models this provider serves may wait for capacity
+	// when every provider of the model is saturated, and how many wait; a ModelEntity's own
+	// spec.queue wins. A provider is saturated when its model server's metrics (spec.metrics)
+	// show no free slot or a full KV cache; without metrics the gateway does not queue for it.
+	// +optional
+	Queue *QueuePolicy `json:"queue,omitempty"`
 }
 
 // ProviderMetrics says where and how often a model server's metrics are read.

@@ -135,3 +135,38 @@ type PhaseTransition struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 }
+
+// Priority is the class of a model's requests when its providers are saturated.
+// +kubebuilder:validation:Enum=Critical;Standard;Sheddable
+type Priority string
+
+const (
+	// PriorityCritical requests are dispatched before every other class and never wait
+	// behind a lower one.
+	PriorityCritical Priority = "Critical"
+	// PriorityStandard is the default.
+	PriorityStandard Priority = "Standard"
+	// PrioritySheddable requests go last, leave an eighth of the pool's capacity to the other
+	// classes, and are refused first.
+	PrioritySheddable Priority = "Sheddable"
+)
+
+// QueuePolicy bounds how a gateway replica holds requests while every provider of their model
+// is saturated (see the README's "Fair share and priority").
+type QueuePolicy struct {
+	// MaxTime is how long a request may wait for capacity before it is answered 429 with
+	// Retry-After. Default 5s; 0 refuses at once.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="maxTime must be at most 10m"
+	// +optional
+	MaxTime *metav1.Duration `json:"maxTime,omitempty"`
+
+	// MaxLength is how many requests a gateway replica holds for the pool of providers at
+	// most; past it, a request sheds a waiting one of a lower class or is answered 429.
+	// Default 1024; 0 refuses at once.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxLength *int32 `json:"maxLength,omitempty"`
+}

@@ -28,24 +28,43 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Class is a request's priority class. Higher classes are dispatched first.
+// Class is a request's priority class. Higher classes are dispatched first; the zero value
+// is Standard.
 type Class uint8
 
 const (
-	// Sheddable requests go last and are refused first; they leave a reserve of the pool free
-	// for higher classes (see Reserve).
-	Sheddable Class = iota
 	// Standard is the default class.
-	Standard
+	Standard Class = iota
 	// Critical requests are never queued behind lower classes.
 	Critical
+	// Sheddable requests go last and are refused first; they leave a reserve of the pool free
+	// for higher classes (see Reserve).
+	Sheddable
 )
 
 // Classes is the number of classes.
 const Classes = 3
+
+// rank orders classes: 0 for the lowest.
+func (c Class) rank() int {
+	switch c {
+	case Sheddable:
+		return 0
+	case Critical:
+		return 2
+	}
+	return 1
+}
+
+// byRank are the classes, lowest first.
+var byRank = [Classes]Class{Sheddable, Standard, Critical}
+
+// Above tells whether c is a higher class than d.
+func (c Class) Above(d Class) bool { return c.rank() > d.rank() }
 
 func (c Class) String() string {
 	switch c {
@@ -149,7 +168,7 @@ type flowQ struct {
 // concurrent use.
 type Queue struct {
 	mu    sync.Mutex
-	bands [Classes][]*flowQ // backlogged flows per class
+	bands [Classes][]*flowQ // backlogged flows per class, by rank
 	n     int               // tickets waiting
 	per   map[string]int    // tickets waiting per workspace
 	// pending are tickets dispatched whose requests have not started upstream yet: the room
@@ -159,6 +178,43 @@ type Queue struct {
 	vtime    float64 // the counter of the workspace dispatched last
 	wake     chan struct{}
 	used     time.Time // last admission, for Pools' sweep
+
+	room    atomic.Pointer[func() Room] // the pump's view of the pool (Serve)
+	pumping atomic.Bool
+}
+
+// pumpTick is how often the pump looks at the pool while requests wait and nothing woke it:
+// capacity freed by other replicas, or by requests of other pools on the same providers,
+// shows only in the providers' signals.
+const pumpTick = 5 * time.Millisecond
+
+// Serve makes sure a pump dispatches the queue's tickets while any wait, asking room for the
+// pool's room each time it may; the latest room given is used.
+func (q *Queue) Serve(room func() Room) {
+	q.room.Store(&room)
+	if q.pumping.CompareAndSwap(false, true) {
+		go q.pump()
+	}
+}
+
+func (q *Queue) pump() {
+	t := time.NewTicker(pumpTick)
+	defer t.Stop()
+	for {
+		if q.Dispatch((*q.room.Load())()) == 0 {
+			q.pumping.Store(false)
+			// A ticket that came after the last look, and found the pump running, is served
+			// by this one.
+			if q.Len() == 0 || !q.pumping.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		select {
+		case <-q.wake:
+		case <-t.C:
+		}
+	}
 }
 
 // NewQueue returns an empty queue.
@@ -243,15 +299,15 @@ func (q *Queue) Dispatch(room Room) int {
 }
 
 // Started releases t's pending slot: its request now counts in the room the gateway reports
-// (or is over). It is safe to call more than once.
+// (or is over). It is safe to call more than once, from the goroutine that admitted t.
 func (q *Queue) Started(t *Ticket) {
-	q.mu.Lock()
-	if t.pending {
-		t.pending = false
-		q.pending--
+	if !t.pending {
+		return
 	}
+	q.mu.Lock()
+	t.pending = false
+	q.pending--
 	q.mu.Unlock()
-	q.Wake()
 }
 
 // Charge adds tokens to the workspace's counter: the difference between what a request cost
@@ -332,7 +388,7 @@ func (q *Queue) best() (*flowQ, Class) {
 			}
 		}
 		if best != nil {
-			return best, Class(c)
+			return best, byRank[c]
 		}
 	}
 	return nil, 0
@@ -340,7 +396,7 @@ func (q *Queue) best() (*flowQ, Class) {
 
 // lowestBelow returns the newest ticket of the lowest class below c, or nil.
 func (q *Queue) lowestBelow(c Class) *Ticket {
-	for k := range c {
+	for k := range c.rank() {
 		var newest *Ticket
 		for _, f := range q.bands[k] {
 			if newest == nil || f.tail.enqueued.After(newest.enqueued) {
@@ -360,7 +416,7 @@ func (q *Queue) drop(t *Ticket, err error) {
 }
 
 func (q *Queue) push(t *Ticket) {
-	band := &q.bands[t.Class]
+	band := &q.bands[t.Class.rank()]
 	var f *flowQ
 	for _, g := range *band {
 		if g.ws == t.Workspace {
@@ -385,7 +441,7 @@ func (q *Queue) push(t *Ticket) {
 
 // remove takes t out of its flow, wherever it is.
 func (q *Queue) remove(t *Ticket) {
-	band := &q.bands[t.Class]
+	band := &q.bands[t.Class.rank()]
 	for i, f := range *band {
 		if f.ws != t.Workspace {
 			continue

@@ -45,6 +45,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/infergate/infergate/internal/egress"
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/jsonfield"
 	"github.com/infergate/infergate/internal/naming"
 	"github.com/infergate/infergate/internal/quota"
@@ -122,6 +123,10 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// Limiter enforces the InferenceBudgets of the routing table; nil enforces none.
 	Limiter *quota.Limiter
+	// Pools hold requests while every provider of their model is saturated (queue.go), and
+	// share the fair-share counters with the other replicas. Default: pools of this replica
+	// alone.
+	Pools *flow.Pools
 	// Now is the clock of ejections, cool-downs and durations. Default time.Now; tests move it.
 	Now func() time.Time
 }
@@ -136,6 +141,7 @@ type Gateway struct {
 	handler    http.Handler   // the routes, behind authentication when Access is set
 	buffers    budget         // bytes held by bodies read whole and responses rewritten
 	limiter    *quota.Limiter // InferenceBudgets; nil enforces none
+	pools      *flow.Pools    // the queues of saturated pools
 	hop        []string       // the egress.HopHeader value of a request that arrived without one
 	transports sync.Map       // transportKey → *http.Transport
 	log        logr.Logger
@@ -178,7 +184,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.ID == "" {
 		opts.ID = egress.GatewayID(newRequestID())
 	}
-	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, limiter: opts.Limiter,
+	if opts.Pools == nil {
+		if opts.Pools, err = flow.NewPools(flow.PoolsOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	g := &Gateway{opts: opts, store: opts.Store, metrics: m, log: opts.Log, hop: []string{opts.ID}, limiter: opts.Limiter, pools: opts.Pools,
 		buffers: budget{limit: opts.BufferBytes, share: max(opts.CallerBufferBytes, 0)}}
 	if err := registerBudget(opts.Registerer, &g.buffers); err != nil {
 		return nil, err
@@ -271,6 +282,10 @@ type proxyRequest struct {
 	stripUsage bool
 	notRun     bool // the last attempt failed before the request could run upstream
 	overrides  []routing.BodyField
+
+	// The request's place in the queue of its pool (queue.go), while it holds a slot there.
+	ticket flow.Ticket
+	queue  *flow.Queue
 }
 
 type proxyRequestKey struct{}
@@ -474,6 +489,12 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if e == nil {
 		e = g.admit(w, pr, table)
 	}
+	if e == nil && pr.entity != nil {
+		if e = g.hold(pr, table); e != nil && pr.budgeted {
+			pr.notRun, pr.status = true, e.status
+			g.finishBudget(pr) // what it reserved goes back
+		}
+	}
 	if e != nil {
 		entityLabel := ""
 		if pr.entity != nil {
@@ -533,7 +554,7 @@ func (g *Gateway) rewrite(p *httputil.ProxyRequest) {
 
 // clientOnlyHeaders never reach an upstream: credentials of the client, and forwarding
 // headers that would disclose the client's network.
-var clientOnlyHeaders = []string{"Authorization", "Proxy-Authorization", "X-Api-Key", "Cookie", "Forwarded", "X-Real-Ip"}
+var clientOnlyHeaders = []string{"Authorization", "Proxy-Authorization", "X-Api-Key", "Cookie", "Forwarded", "X-Real-Ip", PriorityHeader}
 
 // RoundTrip sends one request upstream, trying up to MaxAttempts providers of an entity:
 // a connection failure or an answer of 429, 502, 503 or 504 moves on to another provider,
@@ -574,6 +595,9 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		p.Health.Begin()
 		pr.began, pr.sent = true, now
+		if pr.queue != nil {
+			pr.queue.Started(&pr.ticket) // the provider's load counts it now
+		}
 		resp, err := g.transportFor(pr.timeouts).RoundTrip(req)
 
 		retryAfter := time.Duration(0)
@@ -925,6 +949,7 @@ func (g *Gateway) finish(pr *proxyRequest) {
 		m.ttft.WithLabelValues(ws, entity, provider).Observe(pr.firstEvent.Sub(pr.start).Seconds())
 	}
 	g.finishBudget(pr)
+	g.released(pr)
 	if pr.usage.seen && entity != "" {
 		m.promptTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.prompt))
 		m.completionTokens.WithLabelValues(ws, entity, provider).Add(float64(pr.usage.completion))

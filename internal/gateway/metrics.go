@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -40,6 +41,10 @@ type metrics struct {
 	budgetDecisions *prometheus.CounterVec
 	budgetRefusals  *prometheus.CounterVec
 	budgetUsed      *prometheus.CounterVec
+	// The queue of saturated pools (queue.go): requests waiting, how their wait ended, how long.
+	waiting       *prometheus.GaugeVec
+	queueOutcomes *prometheus.CounterVec
+	queueWait     *prometheus.HistogramVec
 	// picks counts how providers were chosen, resolved ahead for every balancing and choice.
 	picks [routing.Failover + 1][routing.AllEjected + 1]prometheus.Counter
 }
@@ -115,6 +120,20 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			Namespace: ns, Subsystem: "budget", Name: "used_total",
 			Help: "Requests and tokens (as settled: the provider's usage, or what was sent) counted by each InferenceBudget, by the request's workspace, the budget, the caller (budgets counted per caller; empty otherwise) and unit.",
 		}, []string{"workspace", "budget", "caller", "unit"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_requests",
+			Help: "Requests this replica holds while every provider of their model is saturated, by workspace and priority class.",
+		}, []string{"workspace", "class"}),
+		queueOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_outcomes_total",
+			Help: "Requests that met a saturated pool, by workspace, priority class and outcome: dispatched (a slot freed), full (refused 429: the queue held spec.queue.maxLength, none of a lower class), " +
+				"shed (refused 429: a higher class took its place), timeout (refused 429 after spec.queue.maxTime) or left (the client went away).",
+		}, []string{"workspace", "class", "outcome"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_wait_seconds",
+			Help:    "Time requests waited in the gateway's queue for a saturated pool, however the wait ended, by workspace and priority class.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"workspace", "class"}),
 	}
 	picks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "provider_picks_total",
@@ -130,7 +149,7 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			m.picks[b][c] = picks.WithLabelValues(b.String(), choiceLabel(c))
 		}
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, m.budgetDecisions, m.budgetRefusals, m.budgetUsed, picks, &healthCollector{store: store, now: now}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, m.budgetDecisions, m.budgetRefusals, m.budgetUsed, m.waiting, m.queueOutcomes, m.queueWait, picks, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -241,4 +260,12 @@ func registerBudget(reg prometheus.Registerer, b *budget) error {
 		Namespace: "infergate", Subsystem: "gateway", Name: "buffered_bytes",
 		Help: "Bytes of request bodies and JSON responses the gateway holds in memory now, out of its budget (--gateway-buffer-bytes).",
 	}, func() float64 { return float64(b.used.Load()) }))
+}
+
+// queued counts how a request's meeting with a saturated pool ended, and how long it waited.
+func (m *metrics) queued(ws string, c flow.Class, outcome string, waited time.Duration) {
+	m.queueOutcomes.WithLabelValues(ws, c.String(), outcome).Inc()
+	if outcome != "full" {
+		m.queueWait.WithLabelValues(ws, c.String()).Observe(waited.Seconds())
+	}
 }

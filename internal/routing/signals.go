@@ -170,6 +170,16 @@ func (h *Health) Signals(now time.Time, staleAfter time.Duration) Signals {
 // there wait for blocks, or preempt others.
 const kvFull = 0.95
 
+// Free estimates the requests the server could start now without queueing any: its capacity
+// less its load, 0 when its KV cache is full. It means nothing while Capacity is unknown (0).
+// A pool is saturated when none of its providers that are not ejected has a free slot.
+func (s Signals) Free() int64 {
+	if s.KVCacheUsage >= kvFull {
+		return 0
+	}
+	return max(0, s.Capacity-s.Load)
+}
+
 // Queued estimates how many requests would be ahead of a new one in the server's queue: 0
 // when it has a free slot (or when its capacity is unknown), at least 1 when its KV cache is
 // full.

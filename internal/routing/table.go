@@ -40,6 +40,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/jsonfield"
 	"github.com/infergate/infergate/internal/quota"
 )
@@ -53,6 +54,8 @@ type Spec struct {
 	Entities  []EntitySpec
 	// Budgets are the InferenceBudgets; those marked Global apply to every workspace.
 	Budgets []*quota.Budget
+	// ShareWeights are the fair-share weights of workspaces that set one (default 1).
+	ShareWeights map[string]float64
 }
 
 // ProviderSpec describes one upstream.
@@ -78,6 +81,8 @@ type ProviderSpec struct {
 	Timeouts Timeouts
 	// Metrics, when set, is where the model server's Prometheus metrics are scraped.
 	Metrics *MetricsSpec
+	// Queue bounds the wait of requests for this provider's capacity.
+	Queue QueueSpec
 }
 
 // MetricsSpec says where and how often a provider's model server metrics are read.
@@ -110,6 +115,10 @@ type EntitySpec struct {
 	// Paths are the trailing paths (after "/-/") that the entity routes accept for it.
 	// Default DefaultPaths.
 	Paths []string
+	// Priority is the class of the entity's requests when its providers are saturated.
+	Priority flow.Class
+	// Queue bounds their wait; unset fields take the providers'.
+	Queue QueueSpec
 }
 
 // RetryOn is a set of failures after which a request that may have run upstream is retried.
@@ -210,6 +219,8 @@ type Provider struct {
 	Prefixes *PrefixIndex
 	// seed is the provider's identity in rendezvous hashing, the same on every replica.
 	seed uint64
+	// queue is the provider's bound of the wait for capacity.
+	queue QueueSpec
 }
 
 // StaleAfter is the age past which a report of the provider's model server is ignored.
@@ -236,6 +247,11 @@ type Entity struct {
 	Balancing Balancing
 	// Paths are the trailing paths the entity routes accept for it, with POST.
 	Paths []string
+	// Priority is the class of the entity's requests; Queue bounds their wait.
+	Priority flow.Class
+	Queue    Queue
+	// Pool names the set of its providers: entities with the same providers share a queue.
+	Pool string
 
 	rr       atomic.Uint64 // RoundRobin's position in schedule
 	schedule []uint8       // RoundRobin's order of backends
@@ -263,6 +279,8 @@ type Table struct {
 	// ones, most specific first; global those of every other workspace.
 	budgets map[string][]*quota.Budget
 	global  []*quota.Budget
+	// shareWeights are the workspaces' fair-share weights.
+	shareWeights map[string]float64
 }
 
 // Budgets returns the budgets that may apply to requests of workspace ws, most specific first.
@@ -399,6 +417,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		built:      time.Now(),
 	}
 	t.addBudgets(spec.Budgets)
+	t.shareWeights = spec.ShareWeights
 	for i := range spec.Providers {
 		p, err := newProvider(&spec.Providers[i], prev)
 		if err != nil {
@@ -422,7 +441,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths}
+		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths, Priority: es.Priority}
 		if len(e.Paths) == 0 {
 			e.Paths = DefaultPaths
 		}
@@ -448,6 +467,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 				Weight:          max(b.Weight, 1),
 			})
 		}
+		e.Queue, e.Pool = queueOf(es.Queue, e.Backends), poolOf(e.Backends)
 		if e.Balancing == RoundRobin && len(e.Backends) > 1 {
 			weights := make([]int, len(e.Backends))
 			for i, b := range e.Backends {
@@ -515,6 +535,7 @@ func newProvider(ps *ProviderSpec, prev *Table) (*Provider, error) {
 		DefaultBody:        defaultBody,
 		RequiredBody:       requiredBody,
 		Timeouts:           ps.Timeouts,
+		queue:              ps.Queue,
 		seed:               xxhash.Sum64String(key.String()),
 	}
 	if m := ps.Metrics; m != nil {

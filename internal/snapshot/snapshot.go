@@ -14,8 +14,8 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package snapshot turns the informer cache's ModelEntities, Providers, Secrets and
-// ReferenceGrants into the gateway's routing table, and swaps it in whenever something that
+// Package snapshot turns the informer cache's ModelEntities, Providers, InferenceBudgets,
+// Secrets, ReferenceGrants and namespaces' share weights into the gateway's routing table, and swaps it in whenever something that
 // matters changes. It runs on every replica, leader or not: followers serve traffic too.
 //
 // A table is only ever replaced by a newer one built from the cache, so losing the API server
@@ -26,6 +26,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,9 +42,13 @@ import (
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/resolution"
 	"github.com/infergate/infergate/internal/routing"
 )
+
+// Namespaces are read for their share weight (routing.ShareWeightAnnotation), metadata only.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Builder keeps a routing.Store in step with the cluster.
 type Builder struct {
@@ -83,7 +89,7 @@ func (b *Builder) Start(ctx context.Context) error {
 	if err := b.registerMetrics(); err != nil {
 		return err
 	}
-	kinds := []client.Object{&inferencev1alpha1.ModelEntity{}, &inferencev1alpha1.Provider{}, &inferencev1alpha1.InferenceBudget{}, &corev1.Secret{}}
+	kinds := []client.Object{&inferencev1alpha1.ModelEntity{}, &inferencev1alpha1.Provider{}, &inferencev1alpha1.InferenceBudget{}, &corev1.Secret{}, namespaceMetadata()}
 	if b.GrantsAvailable {
 		kinds = append(kinds, &gatewayv1beta1.ReferenceGrant{})
 	}
@@ -162,6 +168,9 @@ func (b *Builder) handler(kind client.Object) toolscache.ResourceEventHandler {
 			}
 			if bo, ok := old.(*inferencev1alpha1.InferenceBudget); ok && bo.Generation == nu.(*inferencev1alpha1.InferenceBudget).Generation {
 				return // status only
+			}
+			if no, ok := old.(*metav1.PartialObjectMetadata); ok && no.Annotations[routing.ShareWeightAnnotation] == nu.(*metav1.PartialObjectMetadata).Annotations[routing.ShareWeightAnnotation] {
+				return // a namespace matters for its share weight only
 			}
 			if relevant(nu) {
 				b.poke()
@@ -257,6 +266,11 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 	if err := r.List(ctx, &budgets, noCopy); err != nil {
 		return routing.Spec{}, nil, fmt.Errorf("list inference budgets: %w", err)
 	}
+	namespaces := metav1.PartialObjectMetadataList{}
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, &namespaces, noCopy); err != nil {
+		return routing.Spec{}, nil, fmt.Errorf("list namespaces: %w", err)
+	}
 	var grants gatewayv1beta1.ReferenceGrantList
 	if grantsAvailable {
 		if err := r.List(ctx, &grants, noCopy); err != nil {
@@ -266,6 +280,7 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 
 	spec := routing.Spec{Providers: make([]routing.ProviderSpec, 0, len(providers.Items)), Entities: make([]routing.EntitySpec, 0, len(entities.Items))}
 	secrets := map[client.ObjectKey]bool{}
+	spec.ShareWeights = shareWeights(namespaces.Items)
 	for i := range budgets.Items {
 		if b := &budgets.Items[i]; b.DeletionTimestamp.IsZero() {
 			spec.Budgets = append(spec.Budgets, Budget(b, systemWorkspace))
@@ -293,7 +308,7 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 			continue
 		}
 		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn),
-			Balancing: balancing(e.Spec.LoadBalancing), Paths: e.Spec.Paths}
+			Balancing: balancing(e.Spec.LoadBalancing), Paths: e.Spec.Paths, Priority: priority(e.Spec.Priority), Queue: queueSpec(e.Spec.Queue)}
 		for _, be := range ix.Resolve(e) {
 			if !be.Ready {
 				continue
@@ -367,6 +382,7 @@ func providerSpec(ctx context.Context, r client.Reader, p *inferencev1alpha1.Pro
 	if u := resolution.MetricsURL(p); u != "" {
 		ps.Metrics = &routing.MetricsSpec{URL: u, Interval: duration(p.Spec.Metrics.Interval)}
 	}
+	ps.Queue = queueSpec(p.Spec.Queue)
 	return ps, nil
 }
 
@@ -385,4 +401,61 @@ func duration(d *metav1.Duration) time.Duration {
 		return 0
 	}
 	return d.Duration
+}
+
+// priority turns a ModelEntity's priority into the queue's class.
+func priority(p inferencev1alpha1.Priority) flow.Class {
+	switch p {
+	case inferencev1alpha1.PriorityCritical:
+		return flow.Critical
+	case inferencev1alpha1.PrioritySheddable:
+		return flow.Sheddable
+	}
+	return flow.Standard
+}
+
+// queueSpec turns a spec.queue into the routing table's bounds; unset fields stay unset.
+func queueSpec(q *inferencev1alpha1.QueuePolicy) routing.QueueSpec {
+	var out routing.QueueSpec
+	if q == nil {
+		return out
+	}
+	if q.MaxTime != nil {
+		d := q.MaxTime.Duration
+		out.MaxTime = &d
+	}
+	if q.MaxLength != nil {
+		n := int(*q.MaxLength)
+		out.MaxLength = &n
+	}
+	return out
+}
+
+// namespaceMetadata is the informer's object for namespaces: their metadata only, which
+// holds the share weight.
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// shareWeights reads the workspaces' routing.ShareWeightAnnotation; a value that is not a
+// number from 0.001 to 1000 is ignored (weight 1).
+func shareWeights(namespaces []metav1.PartialObjectMetadata) map[string]float64 {
+	var out map[string]float64
+	for i := range namespaces {
+		v, ok := namespaces[i].Annotations[routing.ShareWeightAnnotation]
+		if !ok {
+			continue
+		}
+		w, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(w >= 0.001 && w <= 1000) {
+			continue
+		}
+		if out == nil {
+			out = map[string]float64{}
+		}
+		out[namespaces[i].Name] = w
+	}
+	return out
 }
