@@ -87,9 +87,9 @@ func ParseClass(s string) (Class, bool) {
 }
 
 // Reserve is how many of a pool's free slots Sheddable requests leave to higher classes: an
-// eighth of its capacity, at least one. A Critical request that arrives while Sheddable ones
+// eighth of its capacity (none below 8). A Critical request that arrives while Sheddable ones
 // fill the pool then finds a slot at once instead of waiting for one to end.
-func Reserve(capacity int) int { return max(1, (capacity+7)/8) }
+func Reserve(capacity int) int { return capacity / 8 }
 
 // Errors of Wait and Admit.
 var (

@@ -19,6 +19,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -288,6 +289,28 @@ func TestAccessControl(t *testing.T) {
 		}
 		resp, body := chat("team-a", "llama", reader)
 		forbidden(resp, body, `User "system:serviceaccount:team-a:reader" cannot create resource "modelentities/proxy"`)
+	})
+
+	t.Run("raising a request's priority needs the verb prioritize; lowering it does not", func(t *testing.T) {
+		urgent := c.serviceAccount("team-a", "urgent")
+		c.bind("team-a", "urgent-calls-models", "infergate-model-user", "urgent")
+		send := func(class string) (*http.Response, []byte) {
+			t.Helper()
+			return do(t, "POST", g.base("team-a")+"/openai/-/v1/chat/completions", chatBody("llama"),
+				map[string]string{"Authorization": "Bearer " + urgent, "Content-Type": "application/json", gateway.PriorityHeader: class})
+		}
+		resp, body := send("Critical")
+		forbidden(resp, body, `User "system:serviceaccount:team-a:urgent" cannot prioritize resource "modelentities/proxy"`)
+		if resp, body := send("Sheddable"); resp.StatusCode != http.StatusOK {
+			t.Errorf("lowering the class: %s %s", resp.Status, body)
+		}
+		c.bind("team-a", "urgent-prioritizes", "infergate-model-prioritizer", "urgent")
+		eventually(t, 5*time.Second, func() error { // past the denial's cache
+			if resp, body := send("Critical"); resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s %s", resp.Status, body)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a role restricted by resourceNames reaches and lists only its entity", func(t *testing.T) {
