@@ -56,6 +56,7 @@ import (
 	"github.com/infergate/infergate/internal/discovery"
 	"github.com/infergate/infergate/internal/egress"
 	"github.com/infergate/infergate/internal/election"
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/logging"
 	"github.com/infergate/infergate/internal/quota"
@@ -100,6 +101,7 @@ type options struct {
 	budgetStoreCAFile       string
 	budgetStoreTimeout      time.Duration
 	budgetReplicas          int
+	fairShareInterval       time.Duration
 }
 
 // budgetStorePasswordEnv names the environment variable with the budget store's password
@@ -163,6 +165,7 @@ account or ~/.kube/config, in that order.`,
 	f.StringVar(&o.budgetStore, "budget-store", "", "Redis or Valkey that holds the InferenceBudget counters of every replica: redis://host:6379/0, or rediss:// for TLS; the password comes from $"+budgetStorePasswordEnv+". Empty: counters in this process, exact with one replica (see --budget-replicas)")
 	f.StringVar(&o.budgetStoreCAFile, "budget-store-ca-file", "", "PEM file of the certificate authorities that a rediss:// budget store's certificate must chain to (default: the system's)")
 	f.DurationVar(&o.budgetStoreTimeout, "budget-store-timeout", quota.DefaultTimeout, "how long a call to the budget store may take before the budgets of a request follow their failure mode")
+	f.DurationVar(&o.fairShareInterval, "fair-share-exchange-interval", flow.DefaultExchangeInterval, "how often each replica adds its fair-share token counters to the budget store's and reads every replica's back, for each pool of providers in use; without --budget-store each replica's counters are its own")
 	f.IntVar(&o.budgetReplicas, "budget-replicas", 1, "gateway replicas that share the InferenceBudgets: without --budget-store each replica admits the limits divided by this number, and with one, budgets with failureMode Open do so while the store cannot be reached")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas; only the leader runs the controllers")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "infergate.inference.infergate.dev", "name of the Lease used for leader election")
@@ -302,14 +305,25 @@ func run(ctx context.Context, o options) error {
 	// Every replica of this installation marks what it sends upstream with the same id, so that
 	// a Provider leading back to the gateway is a loop at the second hop, whichever replica.
 	gatewayID := egress.GatewayID(cmp.Or(os.Getenv("POD_NAMESPACE"), o.leaderElectionNamespace), o.leaderElectionID)
-	limiter, err := newLimiter(o)
+	limiter, budgetStore, err := newLimiter(o)
 	if err != nil {
 		return err
 	}
 	setupLog.Info("inference budgets", "enforcement", limiter.Enforcement(), "replicas", o.budgetReplicas)
+	// The fair share of saturated pools is shared through the budget store, where there is one.
+	var exchanger flow.Exchanger
+	if budgetStore != nil {
+		exchanger = &flow.Redis{Client: budgetStore}
+	}
+	pools, err := flow.NewPools(flow.PoolsOptions{Exchanger: exchanger, Interval: o.fairShareInterval, Timeout: o.budgetStoreTimeout,
+		Registerer: ctrlmetrics.Registry, Log: log.WithName("fair-share")})
+	if err != nil {
+		return err
+	}
 	store := routing.NewStore()
 	gw, err := gateway.New(gateway.Options{
 		Limiter:           limiter,
+		Pools:             pools,
 		ID:                gatewayID,
 		Egress:            egressPolicy,
 		Store:             store,
@@ -330,6 +344,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if err := mgr.Add(limiter); err != nil {
+		return err
+	}
+	if err := mgr.Add(pools); err != nil {
 		return err
 	}
 	if err := mgr.Add(&gateway.Server{Addr: o.gatewayAddr, Handler: gw, ShutdownDelay: o.gatewayShutdownDelay, ShutdownTimeout: o.gatewayShutdown, Log: log.WithName("gateway"),
@@ -428,37 +445,39 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// newLimiter returns the InferenceBudgets' limiter: on the --budget-store, or in process.
-func newLimiter(o options) (*quota.Limiter, error) {
+// newLimiter returns the InferenceBudgets' limiter: on the --budget-store, or in process; and
+// the store's client, nil without one.
+func newLimiter(o options) (*quota.Limiter, redis.UniversalClient, error) {
 	if o.budgetReplicas < 1 {
-		return nil, fmt.Errorf("--budget-replicas=%d: want 1 or more", o.budgetReplicas)
+		return nil, nil, fmt.Errorf("--budget-replicas=%d: want 1 or more", o.budgetReplicas)
 	}
 	lo := quota.LimiterOptions{Replicas: o.budgetReplicas, Timeout: o.budgetStoreTimeout, Registerer: ctrlmetrics.Registry}
 	if o.budgetStore == "" {
 		if o.budgetStoreCAFile != "" {
-			return nil, errors.New("--budget-store-ca-file needs --budget-store")
+			return nil, nil, errors.New("--budget-store-ca-file needs --budget-store")
 		}
-		return quota.NewLimiter(lo)
+		l, err := quota.NewLimiter(lo)
+		return l, nil, err
 	}
 	ro, err := redis.ParseURL(o.budgetStore)
 	if err != nil {
-		return nil, fmt.Errorf("--budget-store: want redis://host:6379/0 or rediss://host:6380/0: %w", err)
+		return nil, nil, fmt.Errorf("--budget-store: want redis://host:6379/0 or rediss://host:6380/0: %w", err)
 	}
 	if ro.Password != "" {
-		return nil, errors.New("--budget-store: give the password in $" + budgetStorePasswordEnv + ", not in the URL, where process lists and logs show it")
+		return nil, nil, errors.New("--budget-store: give the password in $" + budgetStorePasswordEnv + ", not in the URL, where process lists and logs show it")
 	}
 	ro.Password = os.Getenv(budgetStorePasswordEnv)
 	if o.budgetStoreCAFile != "" {
 		if ro.TLSConfig == nil {
-			return nil, errors.New("--budget-store-ca-file needs a rediss:// --budget-store")
+			return nil, nil, errors.New("--budget-store-ca-file needs a rediss:// --budget-store")
 		}
 		pem, err := os.ReadFile(o.budgetStoreCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("--budget-store-ca-file: %w", err)
+			return nil, nil, fmt.Errorf("--budget-store-ca-file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--budget-store-ca-file=%s holds no PEM certificate", o.budgetStoreCAFile)
+			return nil, nil, fmt.Errorf("--budget-store-ca-file=%s holds no PEM certificate", o.budgetStoreCAFile)
 		}
 		ro.TLSConfig.RootCAs = pool
 	}
@@ -466,8 +485,10 @@ func newLimiter(o options) (*quota.Limiter, error) {
 	ro.MaxRetries, ro.DialerRetries = -1, 1
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = o.budgetStoreTimeout, o.budgetStoreTimeout, o.budgetStoreTimeout
 	ro.ContextTimeoutEnabled = true
-	lo.Store = &quota.Redis{Client: redis.NewClient(ro)}
-	return quota.NewLimiter(lo)
+	client := redis.NewClient(ro)
+	lo.Store = &quota.Redis{Client: client}
+	l, err := quota.NewLimiter(lo)
+	return l, client, err
 }
 
 // servesKind reports whether the cluster serves a kind.

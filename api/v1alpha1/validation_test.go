@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,11 +86,17 @@ func TestSamplesAreAccepted(t *testing.T) {
 	if e.Spec.LoadBalancing != inferencev1alpha1.LoadBalancingRoundRobin {
 		t.Errorf("spec.loadBalancing = %q", e.Spec.LoadBalancing)
 	}
+	if e.Spec.Priority != inferencev1alpha1.PriorityCritical || e.Spec.Queue == nil || e.Spec.Queue.MaxTime.Duration != 10*time.Second || *e.Spec.Queue.MaxLength != 256 {
+		t.Errorf("spec.priority %q, spec.queue %+v", e.Spec.Priority, e.Spec.Queue)
+	}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-1-8b-instruct"}, &e); err != nil {
 		t.Fatal(err)
 	}
 	if e.Spec.LoadBalancing != inferencev1alpha1.LoadBalancingCacheAware {
 		t.Errorf("spec.loadBalancing default = %q, want CacheAware", e.Spec.LoadBalancing)
+	}
+	if e.Spec.Priority != inferencev1alpha1.PriorityStandard {
+		t.Errorf("spec.priority default = %q, want Standard", e.Spec.Priority)
 	}
 	var d inferencev1alpha1.Deployment
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-2-1b-nim"}, &d); err != nil {
@@ -168,6 +175,30 @@ metadata: {name: llama}
 spec:
   servedModelName: meta/llama
   paths: []`, []string{"spec.paths", "at least 1 items"}},
+	{"entity of an unknown priority", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  priority: Urgent`, []string{"spec.priority", `supported values: "Critical", "Standard", "Sheddable"`}},
+	{"entity waiting an hour for capacity", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  queue: {maxTime: 1h}`, []string{"spec.queue.maxTime", "maxTime must be at most 10m"}},
+	{"entity queue time in words", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: llama}
+spec:
+  servedModelName: meta/llama
+  queue: {maxTime: 5 seconds}`, []string{"spec.queue.maxTime", "should match"}},
+	{"provider queue of negative length", provider(`
+  url: https://integrate.api.nvidia.com
+  queue: {maxLength: -1}`), []string{"spec.queue.maxLength", "greater than or equal to 0"}},
 
 	// Providers.
 	{"provider with url and service", provider(`

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/snapshot"
 	"github.com/infergate/infergate/internal/testenv"
@@ -222,4 +223,65 @@ func TestChangedProviderIsNotRoutedToBeforeItIsProbed(t *testing.T) {
 
 	probed(2)
 	eventuallyRoutable("https://elsewhere.example.com")
+}
+
+// A namespace's share weight, and an entity's priority and queue, reach the table, and a
+// change of the weight rebuilds it.
+func TestShareWeightAndPriorityReachTheTable(t *testing.T) {
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Annotations: map[string]string{routing.ShareWeightAnnotation: "3"}}}
+	length := int32(5)
+	for _, obj := range []client.Object{ns,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other", Annotations: map[string]string{routing.ShareWeightAnnotation: "a lot"}}},
+		&inferencev1alpha1.ModelEntity{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "llama"},
+			Spec: inferencev1alpha1.ModelEntitySpec{ServedModelName: "meta/llama", Priority: inferencev1alpha1.PrioritySheddable,
+				Queue: &inferencev1alpha1.QueuePolicy{MaxLength: &length}}},
+	} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	informers, err := cache.New(env.Config, cache.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	store := routing.NewStore()
+	b := &snapshot.Builder{Cache: informers, Store: store, SystemWorkspace: "system", Log: logr.Discard()}
+	go func() { _ = b.Start(ctx) }()
+
+	weight := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for store.Load().ShareWeight("team") != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("share weight of team %v, want %v", store.Load().ShareWeight("team"), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	weight(3)
+	tbl := store.Load()
+	e, ok := tbl.Entity("team", "llama")
+	if !ok || e.Priority != flow.Sheddable || e.Queue.MaxLength != 5 || e.Queue.MaxTime != routing.DefaultMaxQueueTime {
+		t.Fatalf("entity %+v", e)
+	}
+	if w := tbl.ShareWeight("other"); w != 1 {
+		t.Errorf("a weight that is not a number gave %v, want 1", w)
+	}
+	ns.Annotations[routing.ShareWeightAnnotation] = "0.5"
+	if err := k8s.Update(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	weight(0.5)
 }
