@@ -18,6 +18,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -137,6 +138,42 @@ spec: {servedModelName: ` + served + `, loadBalancing: RoundRobin}
 			t.Fatal(err)
 		}
 	}
+
+	// A model whose only server says it is full: its request waits in the gateway's queue for
+	// the 200ms its entity allows, then gets 429; the fair-share counters go to the store.
+	full := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/models":
+			fmt.Fprint(w, `{"object":"list","data":[{"id":"busy-model","object":"model","owned_by":"test"}]}`)
+		case "/v1/metrics":
+			fmt.Fprint(w, "num_requests_running 8\nnum_requests_waiting 0\nnum_request_max 8\n")
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(full.Close)
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: full, namespace: team}
+spec:
+  url: ` + full.URL + `
+  metrics: {path: /v1/metrics, interval: 200ms}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: busy, namespace: team}
+spec: {servedModelName: busy-model, queue: {maxTime: 200ms}}
+`)
+	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/busy", "provider/full", "--timeout=30s")
+	c.eventually(10*time.Second, func() error {
+		_, err := client.Chat.Completions.New(ctxTimeout(t, 10*time.Second), chat("busy"))
+		var e *openai.Error
+		if !errors.As(err, &e) || e.StatusCode != http.StatusTooManyRequests || e.Code != "queue_timeout" {
+			return fmt.Errorf("the saturated model answered %v, want 429 queue_timeout", err)
+		}
+		return nil
+	})
 
 	// A budget that refuses the third request: decisions, refusals, usage, store calls.
 	c.apply(`
