@@ -254,3 +254,22 @@ func TestParseClass(t *testing.T) {
 		t.Error("Reserve is an eighth")
 	}
 }
+
+// BenchmarkAdmitUnsaturated is the queue's whole cost for a request that does not wait:
+// admission with a free slot, its start upstream and its charge once over.
+func BenchmarkAdmitUnsaturated(b *testing.B) {
+	q := NewQueue()
+	room := Room{Free: 1 << 20, Capacity: 1 << 20}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var t Ticket
+		for pb.Next() {
+			t = Ticket{Workspace: "team", Weight: 1, Class: Standard, Cost: 100}
+			if wait, _ := q.Admit(&t, room, 1024, t0); wait {
+				b.Fatal("waited")
+			}
+			q.Started(&t)
+			q.Charge(&t, 50)
+		}
+	})
+}

@@ -80,6 +80,29 @@ func benchmarkBudget(b *testing.B, store quota.Store) {
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}`)
 }
 
+// BenchmarkGatewayChatQueue is BenchmarkGatewayChat with the provider's capacity known and
+// free: every request takes the queue's path (the pool's room from the provider's report, the
+// admission, its charge and release) and none waits. Compare it with BenchmarkGatewayChat.
+func BenchmarkGatewayChatQueue(b *testing.B) {
+	up := simulatorServer(b)
+	store := routing.NewStore()
+	table, _ := routing.New(routing.Spec{
+		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: up, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k",
+			Metrics: &routing.MetricsSpec{URL: up + "/metrics", Interval: time.Hour}}},
+		Entities: []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
+	}, nil)
+	store.Swap(table)
+	p, _ := table.Provider("team", "nim")
+	p.Health.Report(time.Now(), routing.EngineReport{MaxRunning: 1 << 20}) // no scraper: one report, fresh for hours
+	g, err := gateway.New(gateway.Options{Store: store, AllowLocalUpstreams: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := newHTTPTestServer(g)
+	b.Cleanup(srv.Close)
+	benchmarkPost(b, srv.URL+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
 // BenchmarkGatewayChatAuth is BenchmarkGatewayChat with --gateway-auth=kubernetes against a
 // real API server, the token's review and the request's decision cached: compare the two.
 func BenchmarkGatewayChatAuth(b *testing.B) {
