@@ -91,7 +91,7 @@ func (p *Pools) Queue(pool string) *Queue {
 		return q.(*Queue)
 	}
 	nq := NewQueue()
-	nq.used = p.now()
+	nq.used, nq.waited = p.now(), p.now()
 	q, _ := p.queues.LoadOrStore(pool, nq)
 	return q.(*Queue)
 }
@@ -117,15 +117,15 @@ func (p *Pools) Start(ctx context.Context) error {
 		p.queues.Range(func(key, value any) bool {
 			q := value.(*Queue)
 			q.mu.Lock()
-			used, n := q.used, q.n
+			used, waited, n := q.used, q.waited, q.n
 			q.mu.Unlock()
 			if n == 0 && now.Sub(used) > idleAfter {
 				p.queues.Delete(key)
 				return true
 			}
-			// A pool whose counters this replica neither changed nor needs lately (nothing
-			// waits) is left alone: the store holds it for the others.
-			if p.exchanger != nil && (n > 0 || now.Sub(used) < activeFor) {
+			// Counters decide only who waits: a pool where nothing waited lately is left
+			// alone (its deltas go with its first exchange once something does).
+			if p.exchanger != nil && (n > 0 || now.Sub(waited) < activeFor) {
 				p.exchange(ctx, key.(string), q)
 			}
 			return true
@@ -149,7 +149,7 @@ func (p *Pools) exchange(ctx context.Context, pool string, q *Queue) {
 	q.merge(sent, totals)
 }
 
-// activeFor is how long after its last admission a pool's counters keep being exchanged.
+// activeFor is how long after a request last waited a pool's counters keep being exchanged.
 const activeFor = 10 * time.Second
 
 // counterTTL is how long the store keeps the counters of a pool no replica exchanges.

@@ -170,6 +170,7 @@ type Queue struct {
 	mu    sync.Mutex
 	bands [Classes][]*flowQ // backlogged flows per class, by rank
 	n     int               // tickets waiting
+	nBand [Classes]int      // tickets waiting per class, by rank
 	per   map[string]int    // tickets waiting per workspace
 	// pending are tickets dispatched whose requests have not started upstream yet: the room
 	// the gateway reports does not count them.
@@ -178,6 +179,7 @@ type Queue struct {
 	vtime    float64 // the counter of the workspace dispatched last
 	wake     chan struct{}
 	used     time.Time // last admission, for Pools' sweep
+	waited   time.Time // last time a ticket had to wait, for Pools' exchanges
 
 	room    atomic.Pointer[func() Room] // the pump's view of the pool (Serve)
 	pumping atomic.Bool
@@ -194,7 +196,9 @@ func (q *Queue) Serve(room func() Room) {
 	q.room.Store(&room)
 	if q.pumping.CompareAndSwap(false, true) {
 		go q.pump()
+		return
 	}
+	q.Wake() // a Critical ticket may go before the next tick
 }
 
 func (q *Queue) pump() {
@@ -222,7 +226,8 @@ func NewQueue() *Queue {
 	return &Queue{per: map[string]int{}, counters: counters{}, wake: make(chan struct{}, 1)}
 }
 
-// Admit takes t: at once, when nothing waits and room allows its class (it returns false),
+// Admit takes t: at once, when nothing of its class or a higher one waits and room allows its
+// class (it returns false),
 // or into the queue (it returns true: call Wait). A full queue sheds its newest ticket of the
 // lowest class below t's to make room, or refuses t with ErrFull. bound is the most tickets
 // the queue may hold for t; 0 refuses t when it cannot go at once.
@@ -231,10 +236,11 @@ func (q *Queue) Admit(t *Ticket, room Room, bound int, now time.Time) (bool, err
 	defer q.mu.Unlock()
 	t.q, t.state, t.err, t.enqueued = q, idle, nil, time.Time{}
 	q.used = now
-	if q.n == 0 && room.allows(t.Class, q.pending) {
+	if q.waitingFrom(t.Class) == 0 && room.allows(t.Class, q.pending) {
 		q.dispatch(t, room)
 		return false, nil
 	}
+	q.waited = now
 	if q.n >= bound {
 		victim := q.lowestBelow(t.Class)
 		if victim == nil {
@@ -344,6 +350,15 @@ func (q *Queue) Counter(ws string) float64 {
 	return q.counters.value(ws)
 }
 
+// waitingFrom returns the tickets waiting of class c or higher.
+func (q *Queue) waitingFrom(c Class) int {
+	n := 0
+	for r := c.rank(); r < Classes; r++ {
+		n += q.nBand[r]
+	}
+	return n
+}
+
 // dispatch charges t's cost and lets it go.
 func (q *Queue) dispatch(t *Ticket, room Room) {
 	q.vtime = q.counters.value(t.Workspace)
@@ -436,6 +451,7 @@ func (q *Queue) push(t *Ticket) {
 	}
 	f.tail = t
 	q.n++
+	q.nBand[t.Class.rank()]++
 	q.per[t.Workspace]++
 }
 
@@ -468,6 +484,7 @@ func (q *Queue) remove(t *Ticket) {
 		break
 	}
 	q.n--
+	q.nBand[t.Class.rank()]--
 	if q.per[t.Workspace]--; q.per[t.Workspace] <= 0 {
 		delete(q.per, t.Workspace)
 	}

@@ -132,6 +132,11 @@ func TestStrictPriorityBetweenClasses(t *testing.T) {
 	if n := q.Dispatch(Room{Free: 2, Capacity: 8}); n != 4 {
 		t.Fatalf("with 2 free of 8, %d wait; want 4", n)
 	}
+	// Only Sheddable requests wait (one dispatched is pending): a Critical one that finds the
+	// reserved slot free takes it at once, without waiting for the pump.
+	if wait, err := q.Admit(ticket("late", Critical, 1), Room{Free: 2, Capacity: 8}, 1024, t0.Add(2*time.Hour)); wait || err != nil {
+		t.Fatalf("Critical behind Sheddable ones: wait=%v err=%v", wait, err)
+	}
 }
 
 func TestWorkConserving(t *testing.T) {
