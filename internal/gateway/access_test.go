@@ -304,7 +304,7 @@ func TestAccessControl(t *testing.T) {
 		if resp, body := send("Sheddable"); resp.StatusCode != http.StatusOK {
 			t.Errorf("lowering the class: %s %s", resp.Status, body)
 		}
-		c.bind("team-a", "urgent-prioritizes", "infergate-model-prioritizer", "urgent")
+		c.bind("team-a", "urgent-prioritizes", "infergate-prioritizer", "urgent")
 		eventually(t, 5*time.Second, func() error { // past the denial's cache
 			if resp, body := send("Critical"); resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("%s %s", resp.Status, body)

@@ -114,7 +114,7 @@ func TestChartDefaults(t *testing.T) {
 	objs := parseManifest(t, helmTemplate(t))
 
 	wantKinds := map[string]int{
-		"ServiceAccount": 1, "ClusterRole": 5, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+		"ServiceAccount": 1, "ClusterRole": 6, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "Namespace": 1, "Provider": 1,
 	}
 	if got := kinds(objs); !maps.Equal(got, wantKinds) {
