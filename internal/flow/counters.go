@@ -17,17 +17,24 @@ limitations under the License.
 package flow
 
 // counters are a queue's virtual token counters per workspace: base is what the last exchange
-// with the other replicas gave (every replica's charges and lifts), delta what this replica
-// added since.
+// with the other replicas gave (every replica's charges), delta what this replica charged
+// since, lift what this replica raised the counter by (lift). Lifts stay with the replica that
+// made them: each judges from what it knows, and replicas that lifted one workspace at once
+// would otherwise add their lifts up.
 type counters map[string]*counter
 
-type counter struct{ base, delta float64 }
+type counter struct{ base, delta, lift float64 }
 
 func (c counters) value(ws string) float64 {
 	if v := c[ws]; v != nil {
-		return v.base + v.delta
+		return v.base + v.delta + v.lift
 	}
 	return 0
+}
+
+func (c counters) raise(ws string, d float64) {
+	c.add(ws, 0)
+	c[ws].lift += d
 }
 
 func (c counters) add(ws string, d float64) {

@@ -177,6 +177,7 @@ type Queue struct {
 	pending  int
 	counters counters
 	vtime    float64 // the counter of the workspace dispatched last
+	meanCost float64 // moving mean of the tokens charged at dispatch, for the burst allowance
 	wake     chan struct{}
 	used     time.Time // last admission, for Pools' sweep
 	waited   time.Time // last time a ticket had to wait, for Pools' exchanges
@@ -361,6 +362,7 @@ func (q *Queue) waitingFrom(c Class) int {
 
 // dispatch charges t's cost and lets it go.
 func (q *Queue) dispatch(t *Ticket, room Room) {
+	q.meanCost += (t.Cost - q.meanCost) / 64
 	q.vtime = q.counters.value(t.Workspace)
 	q.counters.add(t.Workspace, t.Cost/t.weight())
 	if room.Free != Unbounded {
@@ -370,9 +372,18 @@ func (q *Queue) dispatch(t *Ticket, room Room) {
 	t.state = dispatched
 }
 
+// burstRequests is the burst allowance of a workspace that starts waiting, in requests of the
+// pool's mean cost: it may be that far behind the smallest waiting counter, as a task waking up
+// in Linux's CFS may be placed a little behind min_vruntime. A workspace that sends little (an
+// interactive one) then sends a few requests at once ahead of the backlogged ones instead of
+// waiting a round behind them; one that stays backlogged never starts waiting again, so the
+// allowance moves no share to it over time.
+const burstRequests = 4
+
 // lift raises the counter of a workspace that starts waiting to the smallest counter of those
-// that wait, or, when none does, to the counter of the one dispatched last: a workspace does
-// not bank the share it left unused while it sent nothing.
+// that wait, less its burst allowance, or, when none does, to the counter of the one dispatched
+// last: a workspace does not bank more than that of the share it left unused while it sent
+// nothing.
 func (q *Queue) lift(t *Ticket) {
 	floor, found := 0.0, false
 	for c := range q.bands {
@@ -384,9 +395,11 @@ func (q *Queue) lift(t *Ticket) {
 	}
 	if !found {
 		floor = q.vtime
+	} else {
+		floor -= burstRequests * q.meanCost / t.weight()
 	}
 	if v := q.counters.value(t.Workspace); v < floor {
-		q.counters.add(t.Workspace, floor-v)
+		q.counters.raise(t.Workspace, floor-v)
 	}
 }
 

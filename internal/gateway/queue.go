@@ -90,8 +90,9 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
 const bytesPerToken = 4
 
 // room is what the providers of e can take now: the free slots of those that are not ejected,
-// by their model servers' reports (capacity less load, none while the KV cache is full). A
-// provider whose capacity is not known (no fresh report, or a server that has not shown it)
+// by their model servers' reports (capacity less load, none while the KV cache is full). While
+// a provider's report is stale, its capacity as last learned less this replica's requests in
+// flight. A provider whose capacity is not known (no metrics, or a server never seen full)
 // makes the pool's room unbounded: the gateway queues only what it knows would queue upstream.
 func (g *Gateway) room(e *routing.Entity, now time.Time) flow.Room {
 	var r flow.Room
@@ -101,7 +102,11 @@ func (g *Gateway) room(e *routing.Entity, now time.Time) flow.Room {
 			continue
 		}
 		s := p.Health.Signals(now, p.StaleAfter())
-		if !s.Reported || s.Capacity == 0 {
+		if !s.Reported {
+			// A late read must not release the queue onto the servers at once.
+			s.Capacity = p.Health.Capacity()
+		}
+		if s.Capacity == 0 {
 			return flow.Room{Free: flow.Unbounded}
 		}
 		r.Capacity += int(s.Capacity)

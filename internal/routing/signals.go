@@ -170,6 +170,10 @@ func (h *Health) Signals(now time.Time, staleAfter time.Duration) Signals {
 // there wait for blocks, or preempt others.
 const kvFull = 0.95
 
+// Capacity returns the most requests the server runs at once, as last learned, however old
+// its last report: 0 while unknown.
+func (h *Health) Capacity() int64 { return h.signals.capacity.Load() }
+
 // Free estimates the requests the server could start now without queueing any: its capacity
 // less its load, 0 when its KV cache is full. It means nothing while Capacity is unknown (0).
 // A pool is saturated when none of its providers that are not ejected has a free slot.
