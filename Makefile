@@ -135,6 +135,10 @@ bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT,
 bench-budget: redis-server ## Measure InferenceBudgets with three gateway replicas on Redis and 200 clients: tokens admitted per minute against the limit, the limit / replicas fallback, added latency, Redis killed under load (about 40 minutes; -short in 9).
 	go run ./hack/benchbudget
 
+.PHONY: bench-fairness
+bench-fairness: redis-server ## Measure fair share and priority on a saturated pool of simulated vLLM servers, ten workspaces, one flooding: Jain's index and quiet TTFT with one replica, three on Redis and unprotected; work conservation; Critical against Sheddable; the queue's overhead (about 14 minutes; -short in 4).
+	go run ./hack/benchfairness
+
 ##@ Reliability
 
 CHAOS_REPORT ?= $(LOCALBIN)/chaos-report.jsonl
