@@ -186,9 +186,9 @@ func (pr *proxyRequest) estimate() (input, output int64, capped bool, choices in
 	choices = 1
 	switch {
 	case pr.body != nil:
-		input = int64(len(pr.body.b)+3) / 4
+		input = promptTokens(int64(len(pr.body.b)))
 	case pr.in.ContentLength > 0:
-		input = (pr.in.ContentLength + 3) / 4
+		input = promptTokens(pr.in.ContentLength)
 	}
 	if !pr.object {
 		if generates(pr.apiPath()) {
@@ -226,6 +226,9 @@ func (pr *proxyRequest) estimate() (input, output int64, capped bool, choices in
 
 // generates tells whether a path produces output tokens: chat completions, completions and
 // responses do, embeddings and the rest do not.
+// promptTokens estimates the tokens of a prompt sent in n bytes of body: one per 4 bytes.
+func promptTokens(n int64) int64 { return (n + 3) / 4 }
+
 func generates(path string) bool {
 	return strings.HasSuffix(path, "completions") || strings.HasSuffix(path, "responses")
 }

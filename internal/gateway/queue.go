@@ -37,8 +37,9 @@ const PriorityHeader = "X-Infergate-Priority"
 const VerbPrioritize = "prioritize"
 
 // hold admits an entity's request to the queue of its pool of providers: it goes at once when
-// nothing waits and a provider has a free slot (or the pool's capacity is not known), else it
-// waits for one, in the order of package flow, for at most its entity's queue time.
+// nothing of its class or a higher one waits and a provider has a free slot (or the pool's
+// capacity is not known), else it waits for one, in the order of package flow, for at most its
+// entity's queue time.
 func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
 	e := pr.entity
 	class, apiErr := g.classOf(pr)
@@ -53,7 +54,7 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
 	t := &pr.ticket
 	*t = flow.Ticket{Workspace: ws, Weight: table.ShareWeight(ws), Class: class}
 	if pr.body != nil {
-		t.Cost = float64(len(pr.body.b) / bytesPerToken)
+		t.Cost = float64(promptTokens(int64(len(pr.body.b))))
 	}
 	now := g.opts.Now()
 	wait, err := q.Admit(t, g.room(e, now), e.Queue.MaxLength, now)
@@ -85,9 +86,6 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
 	pr.queue = nil
 	return queueError(err, e, class)
 }
-
-// bytesPerToken estimates a prompt's tokens from its body, as budgets do.
-const bytesPerToken = 4
 
 // room is what the providers of e can take now: the free slots of those that are not ejected,
 // by their model servers' reports (capacity less load, none while the KV cache is full). While
