@@ -243,7 +243,10 @@ func (q *Queue) Admit(t *Ticket, room Room, bound int, now time.Time) (bool, err
 	}
 	q.waited = now
 	if q.n >= bound {
-		victim := q.lowestBelow(t.Class)
+		var victim *Ticket
+		if bound > 0 {
+			victim = q.lowestBelow(t.Class)
+		}
 		if victim == nil {
 			return false, ErrFull
 		}

@@ -197,8 +197,16 @@ func TestFullQueueShedsLowerClassFirst(t *testing.T) {
 	if _, err := q.Admit(ticket("c", Standard, 1), full, 2, t0.Add(3)); !errors.Is(err, ErrFull) {
 		t.Fatalf("Standard into a full queue: %v, want ErrFull", err)
 	}
-	if _, err := q.Admit(ticket("d", Standard, 1), full, 0, t0.Add(3)); !errors.Is(err, ErrFull) {
+	// A bound of 0 refuses what cannot go at once, and sheds nobody for it.
+	other := ticket("bulk", Sheddable, 1)
+	if _, err := q.Admit(other, full, 8, t0.Add(3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Admit(ticket("d", Critical, 1), full, 0, t0.Add(4)); !errors.Is(err, ErrFull) {
 		t.Fatalf("bound 0 queued: %v", err)
+	}
+	if n := q.Len(); n != 3 {
+		t.Fatalf("%d wait after a refusal at bound 0, want 3", n)
 	}
 }
 
