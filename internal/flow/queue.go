@@ -135,7 +135,6 @@ type Ticket struct {
 	// of its prompt); Charge corrects it once the request is over.
 	Cost float64
 
-	q        *Queue
 	enqueued time.Time
 	state    state
 	pending  bool // holds one of the queue's pending slots
@@ -228,14 +227,13 @@ func NewQueue() *Queue {
 }
 
 // Admit takes t: at once, when nothing of its class or a higher one waits and room allows its
-// class (it returns false),
-// or into the queue (it returns true: call Wait). A full queue sheds its newest ticket of the
+// class (it returns false), or into the queue (it returns true: call Wait). A full queue sheds its newest ticket of the
 // lowest class below t's to make room, or refuses t with ErrFull. bound is the most tickets
 // the queue may hold for t; 0 refuses t when it cannot go at once.
 func (q *Queue) Admit(t *Ticket, room Room, bound int, now time.Time) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	t.q, t.state, t.err, t.enqueued = q, idle, nil, time.Time{}
+	t.state, t.err, t.enqueued = idle, nil, time.Time{}
 	q.used = now
 	if q.waitingFrom(t.Class) == 0 && room.allows(t.Class, q.pending) {
 		q.dispatch(t, room)
