@@ -96,9 +96,6 @@ func (p *Pools) Queue(pool string) *Queue {
 	return q.(*Queue)
 }
 
-// Shared tells whether counters are exchanged with other replicas.
-func (p *Pools) Shared() bool { return p.exchanger != nil }
-
 // NeedLeaderElection is false: every replica exchanges its own counters.
 func (p *Pools) NeedLeaderElection() bool { return false }
 

@@ -152,9 +152,6 @@ const (
 	dropped
 )
 
-// Enqueued is when the ticket entered the queue; zero when it was dispatched at once.
-func (t *Ticket) Enqueued() time.Time { return t.enqueued }
-
 func (t *Ticket) weight() float64 { return max(t.Weight, 1e-3) }
 
 // flowQ is the tickets of one workspace in one class, oldest first.

@@ -17,6 +17,7 @@ limitations under the License.
 package routing
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -79,13 +80,7 @@ func poolOf(backends []Backend) string {
 		ids[i] = b.Provider.ID
 	}
 	slices.Sort(ids)
-	const hex = "0123456789abcdef"
-	h := xxhash.Sum64String(strings.Join(ids, ","))
-	var b [16]byte
-	for i := range b {
-		b[i] = hex[(h>>(60-4*i))&0xf]
-	}
-	return string(b[:])
+	return fmt.Sprintf("%016x", xxhash.Sum64String(strings.Join(ids, ",")))
 }
 
 // ShareWeight returns the fair-share weight of workspace ws: what its namespace's
