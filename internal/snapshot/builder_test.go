@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	inferencev1alpha1 "github.com/infergate/infergate/api/v1alpha1"
 	"github.com/infergate/infergate/internal/flow"
@@ -52,9 +53,10 @@ func (c *failingCache) List(ctx context.Context, list client.ObjectList, opts ..
 	return c.Cache.List(ctx, list, opts...)
 }
 
-// A build that fails is counted and retried without waiting for a change, and the table in
-// use stays until a build succeeds.
-func TestFailedBuildIsRetried(t *testing.T) {
+// apiServer starts a real API server for t and returns it, a client of it, and a context
+// cancelled when t ends.
+func apiServer(t *testing.T) (*envtest.Environment, client.Client, context.Context) {
+	t.Helper()
 	env, err := testenv.Start(testenv.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +68,13 @@ func TestFailedBuildIsRetried(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	return env, k8s, ctx
+}
+
+// A build that fails is counted and retried without waiting for a change, and the table in
+// use stays until a build succeeds.
+func TestFailedBuildIsRetried(t *testing.T) {
+	env, k8s, ctx := apiServer(t)
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,17 +124,7 @@ func TestFailedBuildIsRetried(t *testing.T) {
 // readiness counts only from a status of the Provider's current generation. No controller
 // runs here: the test writes status as the Provider controller would.
 func TestChangedProviderIsNotRoutedToBeforeItIsProbed(t *testing.T) {
-	env, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, k8s, ctx := apiServer(t)
 	const served = "meta/llama-3.1-8b-instruct"
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}},
@@ -228,17 +227,7 @@ func TestChangedProviderIsNotRoutedToBeforeItIsProbed(t *testing.T) {
 // A namespace's share weight, and an entity's priority and queue, reach the table, and a
 // change of the weight rebuilds it.
 func TestShareWeightAndPriorityReachTheTable(t *testing.T) {
-	env, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	env, k8s, ctx := apiServer(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Annotations: map[string]string{routing.ShareWeightAnnotation: "3"}}}
 	length := int32(5)
 	for _, obj := range []client.Object{ns,
