@@ -490,7 +490,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		e = g.admit(w, pr, table)
 	}
 	if e == nil && pr.entity != nil {
-		if e = g.hold(pr, table); e != nil && pr.budgeted {
+		if e = g.hold(pr, table, ws); e != nil && pr.budgeted {
 			pr.notRun, pr.status = true, e.status
 			g.finishBudget(pr) // what it reserved goes back
 		}

@@ -39,17 +39,14 @@ const VerbPrioritize = "prioritize"
 // hold admits an entity's request to the queue of its pool of providers: it goes at once when
 // nothing of its class or a higher one waits and a provider has a free slot (or the pool's
 // capacity is not known), else it waits for one, in the order of package flow, for at most its
-// entity's queue time.
-func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
+// entity's queue time. label is the workspace as metrics name it.
+func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *apiError {
 	e := pr.entity
 	class, apiErr := g.classOf(pr)
 	if apiErr != nil {
 		return apiErr
 	}
-	ws, label := pr.rt.workspace, pr.rt.workspace
-	if !table.HasWorkspace(ws) {
-		label = "" // as every metric: no label value for workspaces that hold nothing
-	}
+	ws := pr.rt.workspace
 	q := g.pools.Queue(e.Pool)
 	t := &pr.ticket
 	*t = flow.Ticket{Workspace: ws, Weight: table.ShareWeight(ws), Class: class}
