@@ -1,0 +1,92 @@
+/*
+Copyright 2026 The infergate Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// What an attempt's failure was, and whether it may be retried.
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/infergate/infergate/internal/routing"
+)
+
+// Reasons of failed attempts, as metric labels, besides the status codes.
+const (
+	reasonConnect = "connect" // no connection was made: the request did not run
+	reasonSend    = "send"    // the connection failed while the request was sent: it did not run
+	reasonTimeout = "timeout" // no response headers in time
+	reasonReset   = "reset"   // the connection failed once the request was sent
+)
+
+// failureOf classifies an attempt's error, and tells whether the request provably did not
+// run upstream: a failed dial (refused, unreachable, not allowed, timed out connecting), or a
+// connection that failed while the request was written, such as a kept-alive one the upstream
+// had closed (an upstream does not run a request it has not received whole; bodies that could
+// be streamed in are not retried anyway). A kept-alive connection found closed before anything
+// was written is retried by the transport itself.
+func failureOf(err error) (reason string, safe bool) {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		switch op.Op {
+		case "dial":
+			return reasonConnect, true
+		case "write", "readfrom":
+			return reasonSend, true
+		}
+	}
+	if isTimeout(err) {
+		return reasonTimeout, false
+	}
+	return reasonReset, false
+}
+
+// retryCondition is the entity opt-in that allows retrying after a failure of this reason.
+func retryCondition(reason string) routing.RetryOn {
+	switch reason {
+	case "502", "504":
+		return routing.RetryGatewayError
+	case reasonTimeout:
+		return routing.RetryTimeout
+	case reasonReset:
+		return routing.RetryReset
+	}
+	return 0
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
