@@ -54,6 +54,20 @@ func IndexFields(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return err
 	}
+	if err := indexer.IndexField(ctx, &inferencev1alpha1.ModelEntity{}, indexEntityTargetRef, func(o client.Object) []string {
+		e := o.(*inferencev1alpha1.ModelEntity)
+		keys := make([]string, 0, len(e.Spec.Targets))
+		for _, t := range e.Spec.Targets {
+			ns := t.Namespace
+			if ns == "" {
+				ns = e.Namespace
+			}
+			keys = append(keys, ns+"/"+t.Name)
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
 	if err := indexer.IndexField(ctx, &inferencev1alpha1.Provider{}, indexProviderSecret, func(o client.Object) []string {
 		if ref := o.(*inferencev1alpha1.Provider).Spec.APIKeySecretRef; ref != nil {
 			return []string{ref.Name}

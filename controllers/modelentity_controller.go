@@ -42,6 +42,7 @@ import (
 const (
 	indexEntityServedModel = "spec.servedModelName"
 	indexEntityProviderRef = "spec.providers"
+	indexEntityTargetRef   = "spec.targets"
 )
 
 // +kubebuilder:rbac:groups=inference.infergate.dev,resources=modelentities,verbs=get;list;watch
@@ -70,7 +71,10 @@ func (r *ModelEntityReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	backends := ix.Resolve(&e)
+	var backends []resolution.Backend
+	if resolution.UsesOwnProviders(&e) {
+		backends = ix.Resolve(&e)
+	}
 
 	next := e.Status.DeepCopy()
 	next.ObservedGeneration = e.Generation
@@ -86,6 +90,17 @@ func (r *ModelEntityReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 	status, reason, message := resolution.Summary(&e, backends)
+	next.Targets, next.TargetSummary = nil, ""
+	if len(e.Spec.Targets) > 0 {
+		targets := ix.ResolveTargets(&e)
+		for _, t := range targets {
+			next.Targets = append(next.Targets, inferencev1alpha1.ResolvedTarget{
+				Namespace: t.Namespace, Name: t.Name, Weight: t.Weight, Order: t.Order, Ready: t.Ready, Message: t.Message,
+			})
+		}
+		next.TargetSummary = resolution.TargetLine(&e, targets)
+		status, reason, message = resolution.TargetSummary(targets)
+	}
 	cond := readyCondition(status, reason, message, e.Generation)
 	transition := readyChanged(e.Status.Conditions, cond)
 	meta.SetStatusCondition(&next.Conditions, cond)
@@ -108,7 +123,8 @@ func (r *ModelEntityReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 // index reads what resolving e needs: the providers of its namespace and of the system
-// workspace, those it names elsewhere, and the ReferenceGrants of their namespaces.
+// workspace, those it names elsewhere, the entities of the namespaces its targets are in (and
+// the providers there, for their readiness), and the ReferenceGrants of those namespaces.
 func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.ModelEntity) (*resolution.Index, error) {
 	namespaces := []string{e.Namespace}
 	if r.SystemWorkspace != "" && r.SystemWorkspace != e.Namespace {
@@ -118,6 +134,21 @@ func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.
 		if ref.Namespace != "" && !slices.Contains(namespaces, ref.Namespace) {
 			namespaces = append(namespaces, ref.Namespace)
 		}
+	}
+	var entities []inferencev1alpha1.ModelEntity
+	if len(e.Spec.Targets) > 0 {
+		for _, t := range e.Spec.Targets {
+			if t.Namespace != "" && !slices.Contains(namespaces, t.Namespace) {
+				namespaces = append(namespaces, t.Namespace)
+			}
+		}
+		// Targets are resolved against every entity, so that a cycle through other namespaces
+		// shows; the cache holds them all anyway.
+		var list inferencev1alpha1.ModelEntityList
+		if err := r.List(ctx, &list); err != nil {
+			return nil, fmt.Errorf("list model entities: %w", err)
+		}
+		entities = list.Items
 	}
 	var providers []inferencev1alpha1.Provider
 	var grants []gatewayv1beta1.ReferenceGrant
@@ -135,7 +166,9 @@ func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.
 			grants = append(grants, gl.Items...)
 		}
 	}
-	return resolution.NewIndex(providers, grants, r.SystemWorkspace, r.GrantsAvailable), nil
+	ix := resolution.NewIndex(providers, grants, r.SystemWorkspace, r.GrantsAvailable)
+	ix.AddEntities(entities)
+	return ix, nil
 }
 
 // SetupWithManager registers the controller. A Provider's change reconciles the entities that
@@ -147,6 +180,8 @@ func (r *ModelEntityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&inferencev1alpha1.ModelEntity{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&inferencev1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.entitiesOfProvider),
 			builder.WithPredicates(ProviderRoutingChanged{})).
+		// A target's readiness, spec or existence changes the virtual models that name it.
+		Watches(&inferencev1alpha1.ModelEntity{}, handler.EnqueueRequestsFromMapFunc(r.entitiesTargeting)).
 		Named("modelentity")
 	if r.GrantsAvailable {
 		b = b.Watches(&gatewayv1beta1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.entitiesOfGrant))
@@ -184,6 +219,22 @@ func (r *ModelEntityReconciler) entitiesOfProvider(ctx context.Context, o client
 			continue
 		}
 		add(serving.Items, func(e *inferencev1alpha1.ModelEntity) bool { return len(e.Spec.Providers) == 0 })
+	}
+	return reqs
+}
+
+// entitiesTargeting returns the virtual models that name o as a target.
+func (r *ModelEntityReconciler) entitiesTargeting(ctx context.Context, o client.Object) []ctrl.Request {
+	var list inferencev1alpha1.ModelEntityList
+	if err := r.List(ctx, &list, client.MatchingFields{indexEntityTargetRef: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list model entities targeting an entity", "entity", o.GetNamespace()+"/"+o.GetName())
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(list.Items))
+	for _, e := range list.Items {
+		if e.Namespace != o.GetNamespace() || e.Name != o.GetName() {
+			reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
+		}
 	}
 	return reqs
 }

@@ -24,11 +24,12 @@ import (
 type ModelEntitySpec struct {
 	// ServedModelName is the model id the upstream knows, such as `meta/llama-3.2-1b-instruct`.
 	// Requests name the entity (`<namespace>/<name>`); the gateway sends this id upstream and
-	// rewrites it back in responses.
+	// rewrites it back in responses. Required unless spec.targets names the entities that
+	// serve this one.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
-	// +required
-	ServedModelName string `json:"servedModelName"`
+	// +optional
+	ServedModelName string `json:"servedModelName,omitempty"`
 
 	// Providers lists the providers that serve this model. When it is empty, every Ready provider
 	// in this namespace or in the system workspace whose served models include servedModelName
@@ -100,6 +101,113 @@ type ModelEntitySpec struct {
 	// smallest value its providers' spec.queue sets, else the defaults (5s, 1024).
 	// +optional
 	Queue *QueuePolicy `json:"queue,omitempty"`
+
+	// Targets make this entity a virtual model: clients name it, and the entities it targets
+	// serve it. Each request goes to a target of the lowest order, drawn by weight among them;
+	// before the first byte reaches the client, it falls back to the others of that order, then
+	// to those of the next order, when a target has no routable provider, when all of them are
+	// saturated, when an attempt fails in a way that is retried (429, 503, a connection that
+	// failed, what spec.retryOn allows), when the provider answers that the prompt exceeds the
+	// model's context, or when a stream's first token does not come within the target's
+	// timeToFirstToken. Every response names this entity as its model. Callers need the right
+	// to call this entity only, not its targets. A target is an entity of this namespace, of
+	// the system workspace, or of another namespace whose ReferenceGrant lets ModelEntities of
+	// this one refer to ModelEntities there; it must have providers of its own, not targets.
+	// A target naming this entity itself stands for its own providers (spec.servedModelName
+	// and spec.providers), which are otherwise not used once targets are set.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.name == t.name && (has(u.__namespace__) ? u.__namespace__ : '') == (has(t.__namespace__) ? t.__namespace__ : '')))",message="spec.targets must not name the same model entity twice"
+	// +listType=atomic
+	// +optional
+	Targets []ModelTarget `json:"targets,omitempty"`
+
+	// TargetAffinity keeps related requests on one target of a weighted split while it can
+	// serve them: Caller, the requests of one caller (its user name when the gateway
+	// authenticates, else its address); Conversation, the requests whose prompts begin alike
+	// (the prefix CacheAware keys on), so that a conversation stays with one model. None (the
+	// default) draws each request by weight. Fallbacks happen either way.
+	// +kubebuilder:default=None
+	// +optional
+	TargetAffinity TargetAffinity `json:"targetAffinity,omitempty"`
+}
+
+// ModelTarget is an entity that serves a virtual model.
+type ModelTarget struct {
+	// Name of the ModelEntity.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9-]*$`
+	// +required
+	Name string `json:"name"`
+
+	// Namespace of the ModelEntity. Default: this entity's namespace. Another namespace is
+	// allowed when it is the system workspace, or when a ReferenceGrant there permits it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Weight is the share of requests this target receives relative to the other targets of
+	// its order. Default 1.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:default=1
+	// +optional
+	Weight *int32 `json:"weight,omitempty"`
+
+	// Order ranks the fallbacks: requests go to targets of the lowest order, and to those of
+	// the next one only when none of those could serve them. Default 0.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=15
+	// +optional
+	Order int32 `json:"order,omitempty"`
+
+	// ServedModelName, when set, is the model id sent to the target's providers instead of
+	// the target's own.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	ServedModelName string `json:"servedModelName,omitempty"`
+
+	// TimeToFirstToken bounds, for a stream, the wait from sending the request to the target
+	// until the first bytes of its stream: past it, the attempt is abandoned and the request
+	// falls back to the next target. It does not apply to the last target a request may try.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('10m')",message="timeToFirstToken must be more than 0 and at most 10m"
+	// +optional
+	TimeToFirstToken *metav1.Duration `json:"timeToFirstToken,omitempty"`
+}
+
+// TargetAffinity keeps related requests on one target of a split.
+// +kubebuilder:validation:Enum=None;Caller;Conversation
+type TargetAffinity string
+
+const (
+	// TargetAffinityNone draws each request by weight.
+	TargetAffinityNone TargetAffinity = "None"
+	// TargetAffinityCaller keeps the requests of a caller on one target.
+	TargetAffinityCaller TargetAffinity = "Caller"
+	// TargetAffinityConversation keeps requests whose prompts begin alike on one target.
+	TargetAffinityConversation TargetAffinity = "Conversation"
+)
+
+// ResolvedTarget is a target the controller found for a virtual model.
+type ResolvedTarget struct {
+	// Namespace of the ModelEntity.
+	Namespace string `json:"namespace"`
+	// Name of the ModelEntity.
+	Name string `json:"name"`
+	// Weight and Order of the target.
+	Weight int32 `json:"weight"`
+	Order  int32 `json:"order"`
+	// Ready tells whether the target may serve requests: it is permitted, has providers of
+	// its own, and one of them is Ready.
+	Ready bool `json:"ready"`
+	// Message says why a target is not ready.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // LoadBalancing is a policy that spreads a model's requests over its providers.
@@ -201,6 +309,16 @@ type ModelEntityStatus struct {
 	// ReadyProviders is the number of resolved providers that are Ready.
 	// +optional
 	ReadyProviders int32 `json:"readyProviders"`
+
+	// Targets are the targets of a virtual model, with their readiness.
+	// +listType=atomic
+	// +optional
+	Targets []ResolvedTarget `json:"targets,omitempty"`
+
+	// TargetSummary shows the targets in one line: each with its share of its order, those
+	// that are not ready marked, the fallbacks after "then".
+	// +optional
+	TargetSummary string `json:"targetSummary,omitempty"`
 }
 
 // ModelEntity is a model that clients can name, routable when a Ready provider serves it.
@@ -217,6 +335,7 @@ type ModelEntityStatus struct {
 // +kubebuilder:printcolumn:name="Ready Providers",type=integer,JSONPath=`.status.readyProviders`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.status.targetSummary`
 // +kubebuilder:printcolumn:name="Balancing",type=string,JSONPath=`.spec.loadBalancing`,priority=1
 // +kubebuilder:printcolumn:name="Priority",type=string,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -224,6 +343,9 @@ type ModelEntityStatus struct {
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z][a-z0-9-]*$')",message="metadata.name must start with a lowercase letter and contain only lowercase letters, digits and hyphens; register vendor ids such as meta/llama-3.3-70b-instruct as meta-llama-3-3-70b-instruct"
 // +kubebuilder:validation:XValidation:rule="!self.metadata.name.contains('--')",message="metadata.name must not contain consecutive hyphens (--)"
 // +kubebuilder:validation:XValidation:rule="!self.metadata.name.endsWith('-')",message="metadata.name must not end with a hyphen"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.servedModelName) || (has(self.spec.targets) && size(self.spec.targets) > 0)",message="spec.servedModelName is required unless spec.targets names the model entities that serve this one"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.providers) || size(self.spec.providers) == 0 || has(self.spec.servedModelName)",message="spec.providers needs spec.servedModelName"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.servedModelName) || !has(self.spec.targets) || !self.spec.targets.exists(t, t.name == self.metadata.name && !has(t.__namespace__))",message="spec.targets names this model entity itself, which stands for its own providers, but it has no spec.servedModelName: the entity would target itself in a cycle"
 type ModelEntity struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -70,6 +70,10 @@ const (
 	// ReasonRefNotPermitted: a provider in another namespace is referenced without a
 	// ReferenceGrant in that namespace that allows it.
 	ReasonRefNotPermitted ConditionReason = "RefNotPermitted"
+	// ReasonNoReadyTarget: no target of a virtual model can serve it.
+	ReasonNoReadyTarget ConditionReason = "NoReadyTarget"
+	// ReasonTargetCycle: spec.targets leads back to the entity through other virtual models.
+	ReasonTargetCycle ConditionReason = "TargetCycle"
 
 	// ReasonProgressing: the model server is starting.
 	ReasonProgressing ConditionReason = "Progressing"

@@ -148,6 +148,8 @@ type Index struct {
 	// serving maps namespace and model to the Ready providers of that namespace that serve it.
 	serving map[nsModel][]*inferencev1alpha1.Provider
 	grants  map[string][]*gatewayv1beta1.ReferenceGrant
+	// entities are the model entities virtual models may target (AddEntities).
+	entities map[types.NamespacedName]*inferencev1alpha1.ModelEntity
 }
 
 type nsModel struct{ namespace, model string }
@@ -233,7 +235,7 @@ func (ix *Index) workspacesOf(ns string) []string {
 // check tells whether an explicitly listed provider can serve the entity.
 func (ix *Index) check(e *inferencev1alpha1.ModelEntity, b Backend) (bool, inferencev1alpha1.ConditionReason, string) {
 	id := b.Namespace + "/" + b.Name
-	if b.Namespace != e.Namespace && b.Namespace != ix.systemWorkspace && !ix.permitted(e.Namespace, b.Namespace, b.Name) {
+	if b.Namespace != e.Namespace && b.Namespace != ix.systemWorkspace && !ix.permitted(e.Namespace, b.Namespace, "Provider", b.Name) {
 		msg := "provider " + id + " is in another namespace: create a ReferenceGrant in " + b.Namespace +
 			" that allows ModelEntity from " + e.Namespace + " to Provider"
 		if !ix.grantsAvailable {
@@ -264,15 +266,15 @@ func (ix *Index) check(e *inferencev1alpha1.ModelEntity, b Backend) (bool, infer
 }
 
 // permitted reports whether a ReferenceGrant in toNamespace lets ModelEntities of
-// fromNamespace refer to the provider.
-func (ix *Index) permitted(fromNamespace, toNamespace, provider string) bool {
+// fromNamespace refer to the object of kind (Provider or ModelEntity) and name there.
+func (ix *Index) permitted(fromNamespace, toNamespace, kind, name string) bool {
 	for _, g := range ix.grants[toNamespace] {
 		if !grantsFrom(g, fromNamespace) {
 			continue
 		}
 		for _, to := range g.Spec.To {
-			if string(to.Group) == inferencev1alpha1.GroupVersion.Group && to.Kind == "Provider" &&
-				(to.Name == nil || string(*to.Name) == provider) {
+			if string(to.Group) == inferencev1alpha1.GroupVersion.Group && string(to.Kind) == kind &&
+				(to.Name == nil || string(*to.Name) == name) {
 				return true
 			}
 		}

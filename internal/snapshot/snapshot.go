@@ -302,18 +302,33 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 	}
 
 	ix := resolution.NewIndex(providers.Items, grants.Items, systemWorkspace, grantsAvailable)
+	ix.AddEntities(entities.Items)
 	for i := range entities.Items {
 		e := &entities.Items[i]
 		if !e.DeletionTimestamp.IsZero() {
 			continue
 		}
 		es := routing.EntitySpec{Workspace: e.Namespace, Name: e.Name, Created: e.CreationTimestamp.Time, RetryOn: retryOn(e.Spec.RetryOn),
-			Balancing: balancing(e.Spec.LoadBalancing), Paths: e.Spec.Paths, Priority: priority(e.Spec.Priority), Queue: queueSpec(e.Spec.Queue)}
-		for _, be := range ix.Resolve(e) {
-			if !be.Ready {
-				continue
+			Balancing: balancing(e.Spec.LoadBalancing), Paths: e.Spec.Paths, Priority: priority(e.Spec.Priority), Queue: queueSpec(e.Spec.Queue),
+			Affinity: affinity(e.Spec.TargetAffinity)}
+		if resolution.UsesOwnProviders(e) {
+			for _, be := range ix.Resolve(e) {
+				if !be.Ready {
+					continue
+				}
+				es.Backends = append(es.Backends, routing.BackendSpec{Workspace: be.Namespace, Name: be.Name, ServedModel: be.ServedModelName, Weight: int(be.Weight)})
 			}
-			es.Backends = append(es.Backends, routing.BackendSpec{Workspace: be.Namespace, Name: be.Name, ServedModel: be.ServedModelName, Weight: int(be.Weight)})
+		}
+		if len(e.Spec.Targets) > 0 {
+			es.Targets = []routing.TargetSpec{}
+			for _, t := range ix.ResolveTargets(e) {
+				// A target without a ready provider now may have one in the next table; one
+				// that is refused (not permitted, missing, a virtual model) has none.
+				if t.Usable {
+					es.Targets = append(es.Targets, routing.TargetSpec{Workspace: t.Namespace, Name: t.Name, Weight: int(t.Weight), Order: int(t.Order),
+						ServedModel: t.ServedModelName, TimeToFirstToken: t.TimeToFirstToken})
+				}
+			}
 		}
 		spec.Entities = append(spec.Entities, es)
 	}
@@ -337,6 +352,16 @@ func retryOn(conditions []inferencev1alpha1.RetryCondition) routing.RetryOn {
 }
 
 // balancing turns a ModelEntity's loadBalancing into the routing table's.
+func affinity(a inferencev1alpha1.TargetAffinity) routing.Affinity {
+	switch a {
+	case inferencev1alpha1.TargetAffinityCaller:
+		return routing.AffinityCaller
+	case inferencev1alpha1.TargetAffinityConversation:
+		return routing.AffinityConversation
+	}
+	return routing.AffinityNone
+}
+
 func balancing(b inferencev1alpha1.LoadBalancing) routing.Balancing {
 	switch b {
 	case inferencev1alpha1.LoadBalancingLeastRequest:
