@@ -30,6 +30,7 @@ import (
 type accessEntry struct {
 	requestID                   string
 	workspace, entity, provider string
+	target                      string // the target of a virtual model that answered
 	status, attempts            int
 	ttft                        time.Duration // streams: until the first event; 0 otherwise
 	usage                       *usage
@@ -48,10 +49,13 @@ func (g *Gateway) logAccess(r *http.Request, start time.Time, e accessEntry) {
 	if start.IsZero() {
 		start, _ = r.Context().Value(startKey{}).(time.Time)
 	}
-	kv := make([]any, 0, 28)
+	kv := make([]any, 0, 30)
 	kv = append(kv, "requestID", e.requestID, "method", r.Method, "path", r.URL.Path, "workspace", e.workspace)
 	if e.entity != "" {
 		kv = append(kv, "entity", e.entity)
+	}
+	if e.target != "" {
+		kv = append(kv, "target", e.target)
 	}
 	if e.provider != "" {
 		kv = append(kv, "provider", e.provider, "attempts", e.attempts)

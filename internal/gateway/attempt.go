@@ -22,39 +22,48 @@ import (
 	"io"
 	"math/bits"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/infergate/infergate/internal/routing"
 )
 
-// RoundTrip sends one request upstream, trying up to MaxAttempts providers of an entity:
-// a connection failure or an answer of 429, 502, 503 or 504 moves on to another provider,
-// since nothing has reached the client yet.
+// RoundTrip sends one request upstream, trying up to MaxAttempts providers, since nothing
+// has reached the client yet: a connection failure or an answer of 429, 502, 503 or 504 moves
+// on to another provider of the entity, and, for a virtual model, to the next target once
+// its own have been tried, or at once when the provider answers that the prompt exceeds the
+// model's context or a stream stalls before its first bytes (see target.go).
 func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 	pr := fromContext(out.Context())
 	var pristine http.Header
-	if pr.entity != nil && pr.replayable && len(pr.entity.Backends) > 1 && g.opts.MaxAttempts > 1 {
+	if pr.serving != nil && pr.replayable && g.opts.MaxAttempts > 1 && (len(pr.serving.Backends) > 1 || len(pr.plan) > 1) {
 		pristine = out.Header.Clone()
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		now := g.opts.Now()
 		p := pr.provider
 		var served []byte
-		if pr.entity != nil {
-			idx, choice := pr.entity.Pick(now, pr.tried, pr.blocks)
-			if choice == routing.NoBackend {
-				return nil, errUpstreamUnreachable(pr.entity.ID)
+		if e := pr.serving; e != nil {
+			idx, choice := e.Pick(now, pr.tried, pr.blocks)
+			if choice == routing.NoBackend || (choice == routing.AllEjected && pr.fallbackLeft()) {
+				if g.fallBack(pr, now, reasonUnroutable) {
+					continue
+				}
+				if choice == routing.NoBackend {
+					return nil, errUpstreamUnreachable(pr.entity.ID)
+				}
 			}
-			g.metrics.picked(pr.entity.Balancing, choice)
+			g.metrics.picked(e.Balancing, choice)
 			pr.tried |= 1 << idx
-			pr.backend = &pr.entity.Backends[idx]
-			p, served = pr.backend.Provider, pr.backend.ServedModelJSON
+			pr.backend = &e.Backends[idx]
+			p = pr.backend.Provider
+			served, _ = pr.servedName()
 			// The server is about to read the prompt: it will probably hold its blocks.
 			p.Prefixes.Add(pr.blocks)
 		}
 		pr.current, pr.timeouts = p, p.Timeouts.WithDefaults(g.opts.Timeouts)
 		req := out
-		if attempt > 0 {
+		if pr.attempts > 0 {
 			r2 := *out
 			r2.Header = pristine.Clone()
 			req = &r2
@@ -64,6 +73,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		if g.tracer != nil {
 			g.startAttempt(pr, req, p, served)
 		}
+		req = pr.armStall(req)
 		p.Health.Begin()
 		pr.began, pr.sent = true, now
 		if pr.queue != nil {
@@ -86,8 +96,12 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusGatewayTimeout:
 			reason = codeLabel(resp.StatusCode)
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		case pr.fallbackLeft() && mayBeContextLength(resp.StatusCode):
+			if contextTooLong(resp) {
+				reason = reasonContextLength
+			}
 		}
-		if reason == "" && pr.entity != nil {
+		if reason == "" && pr.serving != nil {
 			if err = pr.awaitFirstBytes(resp); err != nil {
 				if pr.ctx.Err() != nil {
 					return nil, err // the client went away, or the stream idle timeout ended the request
@@ -96,7 +110,10 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 				reason, safe = failureOf(err)
 			}
 		}
-		if pr.entity == nil {
+		if pr.disarmStall() {
+			reason, safe = reasonStall, false
+		}
+		if pr.serving == nil {
 			// The provider route is a raw pass-through: one attempt, no ejections.
 			return resp, err
 		}
@@ -113,18 +130,30 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			}
 			pr.endAttempt(reason, code)
 		}
-		if d := p.Health.Failed(now, retryAfter, g.opts.Policy); d > 0 {
-			g.metrics.ejections.WithLabelValues(p.Workspace, p.Name).Inc()
-			g.log.V(1).Info("provider ejected", "provider", p.ID, "for", d.String(), "reason", reason, "requestID", pr.requestID)
+		if retryAfter > 0 && (pr.retryAfter == 0 || retryAfter < pr.retryAfter) {
+			pr.retryAfter = retryAfter
 		}
-		canRetry := (safe || pr.entity.RetryOn&retryCondition(reason) != 0) &&
-			pr.replayable && attempt+1 < g.opts.MaxAttempts && bits.OnesCount64(pr.tried) < len(pr.entity.Backends)
-		if !canRetry {
+		// A prompt too long for the model, or a stream slow to start, says nothing of the
+		// provider's health.
+		if reason != reasonContextLength && reason != reasonStall {
+			if d := p.Health.Failed(now, retryAfter, g.opts.Policy); d > 0 {
+				g.metrics.ejections.WithLabelValues(p.Workspace, p.Name).Inc()
+				g.log.V(1).Info("provider ejected", "provider", p.ID, "for", d.String(), "reason", reason, "requestID", pr.requestID)
+			}
+		}
+		next := g.nextStep(pr, reason, safe)
+		if next == stepAnswer {
 			pr.notRun = safe && resp == nil
+			pr.spanRetryAfter(resp)
 			return resp, err
 		}
-		g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()
-		g.log.V(1).Info("retrying on another provider", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
+		if next == stepFallBack {
+			g.fallBack(pr, now, reason)
+			g.log.V(1).Info("falling back to the next target", "provider", p.ID, "reason", reason, "target", pr.serving.ID, "requestID", pr.requestID)
+		} else {
+			g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()
+			g.log.V(1).Info("retrying on another provider", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
+		}
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
@@ -132,4 +161,44 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		p.Health.End()
 		pr.began = false
 	}
+}
+
+// What follows a failed attempt.
+const (
+	stepAnswer   = iota // the client gets this attempt's answer
+	stepRetry           // another provider of the same target
+	stepFallBack        // the next target
+)
+
+// nextStep decides what follows an attempt that failed for reason. A failure is retried when
+// the request provably did not run (safe), when the serving entity's retryOn allows it, or
+// when it is a reason to fall back (context length, stall), and only while the body can be
+// sent again and attempts are left. It goes to another provider of the same target while
+// one is left, unless it is the prompt or the target as a whole that failed, and never on the
+// last attempt while a target is left to fall back to.
+func (g *Gateway) nextStep(pr *proxyRequest, reason string, safe bool) int {
+	fallback := reason == reasonContextLength || reason == reasonStall
+	retryable := safe || fallback || pr.serving.RetryOn&retryCondition(reason) != 0
+	if !retryable || !pr.replayable || pr.attempts >= g.opts.MaxAttempts {
+		return stepAnswer
+	}
+	left := pr.fallbackLeft()
+	untried := bits.OnesCount64(pr.tried) < len(pr.serving.Backends)
+	switch {
+	case !fallback && untried && (!left || pr.attempts+1 < g.opts.MaxAttempts):
+		return stepRetry
+	case left:
+		return stepFallBack
+	}
+	return stepAnswer
+}
+
+// spanRetryAfter gives a 429 or 503 answer that ends a request the shortest Retry-After any
+// of its attempts was given: when the first of its targets may take it again.
+func (pr *proxyRequest) spanRetryAfter(resp *http.Response) {
+	if resp == nil || pr.retryAfter <= 0 || pr.attempts < 2 ||
+		(resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return
+	}
+	resp.Header["Retry-After"] = []string{strconv.Itoa(int((pr.retryAfter + time.Second - 1) / time.Second))}
 }

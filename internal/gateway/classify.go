@@ -19,8 +19,10 @@ limitations under the License.
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -89,4 +91,55 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// mayBeContextLength tells whether an answer of this status may say that the prompt exceeds
+// the model's context: servers answer that 400 (OpenAI, vLLM, NIM), some 413 or 422.
+func mayBeContextLength(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity
+}
+
+// contextLengthWordings are what servers say, in lower case, when a prompt (with the output
+// asked for) exceeds the model's context: OpenAI's error code and message ("This model's
+// maximum context length is 8192 tokens. However, your messages resulted in ..."), vLLM's
+// and NIM's ("This model's maximum context length is ...", "The decoder prompt (length N) is
+// longer than the maximum model length of M", "Input prompt (N tokens) is too long and
+// exceeds limit of M", max_model_len), TensorRT-LLM's (max_seq_len, maximum sequence length)
+// and llama.cpp's ("exceed context window", "exceeded maximum context length").
+var contextLengthWordings = []string{
+	"context_length_exceeded",
+	"maximum context length",
+	"maximum model length",
+	"max_model_len",
+	"too long and exceeds limit",
+	"max_seq_len",
+	"maximum sequence length",
+	"context window",
+	"prompt is too long",
+}
+
+// maxErrorPeek bounds the bytes of an error answer read to classify it.
+const maxErrorPeek = 16 << 10
+
+// contextTooLong reads the start of an error answer and tells whether it says the prompt
+// exceeds the model's context; the body is left whole for the client either way.
+func contextTooLong(resp *http.Response) bool {
+	buf := make([]byte, maxErrorPeek)
+	n, err := io.ReadFull(resp.Body, buf)
+	buf = buf[:n]
+	var rest io.Reader = resp.Body
+	if err != nil {
+		rest = http.NoBody // all of it was read, or the rest cannot be: the client gets what came
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), rest), resp.Body}
+	lower := bytes.ToLower(buf)
+	for _, w := range contextLengthWordings {
+		if bytes.Contains(lower, []byte(w)) {
+			return true
+		}
+	}
+	return false
 }

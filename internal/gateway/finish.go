@@ -34,12 +34,15 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	if !pr.firstEvent.IsZero() {
 		pr.current.Health.ObserveStream(now, pr.firstEvent.Sub(pr.sent), pr.timePerToken(now))
 	}
-	ws, entity, provider := pr.rt.workspace, "", ""
+	ws, entity, provider, target := pr.rt.workspace, "", "", ""
 	if pr.entity != nil {
 		entity = pr.entity.Name
 	}
 	if pr.current != nil {
 		provider = pr.current.Name
+	}
+	if pr.target != nil {
+		target = pr.target.Entity.ID
 	}
 	status := pr.status
 	if status == 0 {
@@ -48,6 +51,9 @@ func (g *Gateway) finish(pr *proxyRequest) {
 	route := pr.rt.kind.String()
 	m := g.metrics
 	m.requests.WithLabelValues(ws, entity, provider, route, codeLabel(status)).Inc()
+	if target != "" {
+		m.targetRequests.WithLabelValues(ws, entity, target, codeLabel(status)).Inc()
+	}
 	m.duration.WithLabelValues(ws, entity, provider, route).Observe(now.Sub(pr.start).Seconds())
 	if pr.ttfb > 0 {
 		m.ttfb.WithLabelValues(ws, entity, provider, route).Observe(pr.ttfb.Seconds())
@@ -76,7 +82,7 @@ func (g *Gateway) finish(pr *proxyRequest) {
 		if !pr.firstEvent.IsZero() {
 			ttft = pr.firstEvent.Sub(pr.start)
 		}
-		g.logAccess(pr.in, pr.start, accessEntry{requestID: pr.requestID, workspace: pr.rt.workspace, entity: entity, provider: provider,
+		g.logAccess(pr.in, pr.start, accessEntry{requestID: pr.requestID, workspace: pr.rt.workspace, entity: entity, provider: provider, target: target,
 			status: status, attempts: pr.attempts, ttft: ttft, usage: &pr.usage})
 	}
 }

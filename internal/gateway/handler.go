@@ -84,7 +84,7 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		e, ok := table.Entity(rt.workspace, name)
-		if !ok || len(e.Backends) == 0 {
+		if !ok || !e.Routable() {
 			g.fail(w, r, rt, ws, errModelNotFound(rt.workspace+"/"+name))
 			return
 		}
@@ -144,7 +144,7 @@ func (g *Gateway) failUnrouted(w http.ResponseWriter, r *http.Request, e *apiErr
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, table *routing.Table, requestID []string) {
 	pr := proxyRequests.Get().(*proxyRequest)
 	*pr = proxyRequest{members: pr.members[:0], segs: pr.segs[:0], blocks: pr.blocks[:0], rw: responseRewriter{members: pr.rw.members[:0], nested: pr.rw.nested[:0]},
-		quota: quota.Request{Counters: pr.quota.Counters[:0]}, decision: pr.decision.Reuse(), overrides: pr.overrides[:0]}
+		quota: quota.Request{Counters: pr.quota.Counters[:0]}, decision: pr.decision.Reuse(), overrides: pr.overrides[:0], plan: pr.plan[:0]}
 	pr.g, pr.rt, pr.in, pr.requestID, pr.requestIDs, pr.start, pr.model = g, rt, r, requestID[0], requestID, g.opts.Now(), -1
 	pr.hops = g.hop
 	if hops := r.Header[egress.HopHeader]; len(hops) > 0 {
@@ -161,6 +161,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	if !table.HasWorkspace(ws) {
 		ws = ""
 	}
+	pr.label = ws
 	base := r.Context()
 	if g.tracer != nil {
 		base = g.startRequestSpan(pr, r)
@@ -180,7 +181,10 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 		e = g.admit(w, pr, table)
 	}
 	if e == nil && pr.entity != nil {
-		if e = g.hold(pr, table, ws); e != nil && pr.budgeted {
+		if e = g.planTargets(pr); e == nil {
+			e = g.hold(pr, table, ws)
+		}
+		if e != nil && pr.budgeted {
 			pr.notRun, pr.status = true, e.status
 			g.finishBudget(pr) // what it reserved goes back
 		}

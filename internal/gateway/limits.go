@@ -133,14 +133,23 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	return nil
 }
 
-// reachable lists the providers ("namespace/name") a request may reach.
+// reachable lists the providers ("namespace/name") a request may reach: for a virtual model,
+// those of every target.
 func (pr *proxyRequest) reachable() []string {
 	if pr.provider != nil {
 		return []string{pr.provider.ID}
 	}
-	ids := make([]string, 0, len(pr.entity.Backends))
-	for i := range pr.entity.Backends {
-		ids = append(ids, pr.entity.Backends[i].Provider.ID)
+	e := pr.entity
+	ids := make([]string, 0, e.ReadyProviders())
+	for i := range e.Backends {
+		ids = append(ids, e.Backends[i].Provider.ID)
+	}
+	for i := range e.Targets {
+		if t := e.Targets[i].Entity; t != e {
+			for j := range t.Backends {
+				ids = append(ids, t.Backends[j].Provider.ID)
+			}
+		}
 	}
 	return ids
 }

@@ -45,6 +45,10 @@ type metrics struct {
 	waiting       *prometheus.GaugeVec
 	queueOutcomes *prometheus.CounterVec
 	queueWait     *prometheus.HistogramVec
+	// Virtual models (target.go): requests by the target that answered them, and fallbacks
+	// by the target left and why.
+	targetRequests *prometheus.CounterVec
+	fallbacks      *prometheus.CounterVec
 	// picks counts how providers were chosen, resolved ahead for every balancing and choice.
 	picks [routing.Failover + 1][routing.AllEjected + 1]prometheus.Counter
 }
@@ -54,6 +58,11 @@ func (m *metrics) picked(b routing.Balancing, c routing.Choice) {
 	if int(b) < len(m.picks) && int(c) < len(m.picks[b]) && m.picks[b][c] != nil {
 		m.picks[b][c].Inc()
 	}
+}
+
+// fellBack counts a request that left target for the next one of virtual model entity.
+func (m *metrics) fellBack(ws, entity, target, reason string) {
+	m.fallbacks.WithLabelValues(ws, entity, target, reason).Inc()
 }
 
 // choiceLabel is the label value of a Choice.
@@ -134,6 +143,15 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			Help:    "Time requests waited in the gateway's queue for a saturated pool, however the wait ended, by workspace and priority class.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"workspace", "class"}),
+		targetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "target_requests_total",
+			Help: "Requests for virtual models, by workspace, the virtual model (entity), the target (namespace/name) that answered them and HTTP status code.",
+		}, []string{"workspace", "entity", "target", "code"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "fallbacks_total",
+			Help: "Requests for virtual models that left a target for the next one before any byte reached the client, by workspace, virtual model, the target left and why: " +
+				"unroutable (every provider ejected or tried), saturated (every provider full), context_length (the prompt exceeds the model's context), stall (no first bytes within timeToFirstToken), or the failure of its last attempt (429, 503, connect, ...).",
+		}, []string{"workspace", "entity", "target", "reason"}),
 	}
 	picks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "provider_picks_total",
@@ -149,7 +167,7 @@ func newMetrics(reg prometheus.Registerer, store *routing.Store, now func() time
 			m.picks[b][c] = picks.WithLabelValues(b.String(), choiceLabel(c))
 		}
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, m.budgetDecisions, m.budgetRefusals, m.budgetUsed, m.waiting, m.queueOutcomes, m.queueWait, picks, &healthCollector{store: store, now: now}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttfb, m.ttft, m.promptTokens, m.completionTokens, m.retries, m.ejections, m.budgetDecisions, m.budgetRefusals, m.budgetUsed, m.waiting, m.queueOutcomes, m.queueWait, m.targetRequests, m.fallbacks, picks, &healthCollector{store: store, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -193,7 +211,7 @@ var (
 	providerReadyDesc = prometheus.NewDesc("infergate_gateway_provider_ready",
 		"1 while a provider's Ready condition is True in the routing table (its last probe succeeded), else 0.", []string{"workspace", "provider"}, nil)
 	entityProvidersDesc = prometheus.NewDesc("infergate_gateway_entity_ready_providers",
-		"Ready providers each model entity routes to in the routing table; 0 means its requests get 503.", []string{"workspace", "entity"}, nil)
+		"Ready providers each model entity routes to in the routing table (a virtual model: those of its targets); 0 means its requests get 503.", []string{"workspace", "entity"}, nil)
 	prefixBlocksDesc = prometheus.NewDesc("infergate_gateway_prefix_index_blocks",
 		"Prompt blocks in each provider's prefix index: the blocks of the prompts this replica sent it, which its server probably holds (CacheAware; absent while empty).",
 		[]string{"workspace", "provider"}, nil)
@@ -241,7 +259,7 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	})
 	table.EachEntity(func(e *routing.Entity) {
-		ch <- prometheus.MustNewConstMetric(entityProvidersDesc, prometheus.GaugeValue, float64(len(e.Backends)), e.Workspace, e.Name)
+		ch <- prometheus.MustNewConstMetric(entityProvidersDesc, prometheus.GaugeValue, float64(e.ReadyProviders()), e.Workspace, e.Name)
 	})
 	ch <- prometheus.MustNewConstMetric(routableDesc, prometheus.GaugeValue, float64(table.Routable()))
 }

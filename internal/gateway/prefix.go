@@ -97,9 +97,22 @@ func mixBlock(prev, block uint64) uint64 {
 }
 
 // setPrefix hashes the prompt blocks of a request to a CacheAware entity with more than one
-// provider; other requests do without the hashing.
+// provider, or to a virtual model that keeps conversations on one target or has such a
+// target; other requests do without the hashing.
 func (pr *proxyRequest) setPrefix() {
-	if e := pr.entity; e != nil && e.Balancing == routing.CacheAware && len(e.Backends) > 1 && pr.body != nil && len(pr.members) > 0 {
+	if e := pr.entity; e != nil && pr.body != nil && len(pr.members) > 0 && needsPrefix(e) {
 		pr.blocks = promptBlocks(pr.blocks, pr.body.b, pr.members)
 	}
+}
+
+func needsPrefix(e *routing.Entity) bool {
+	if e.Balancing == routing.CacheAware && len(e.Backends) > 1 || e.Affinity == routing.AffinityConversation {
+		return true
+	}
+	for i := range e.Targets {
+		if t := e.Targets[i].Entity; t != e && t.Balancing == routing.CacheAware && len(t.Backends) > 1 {
+			return true
+		}
+	}
+	return false
 }

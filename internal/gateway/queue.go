@@ -41,7 +41,7 @@ const VerbPrioritize = "prioritize"
 // capacity is not known), else it waits for one, in the order of package flow, for at most its
 // entity's queue time. label is the workspace as metrics name it.
 func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *apiError {
-	e := pr.entity
+	e := pr.serving
 	class, apiErr := g.classOf(pr)
 	if apiErr != nil {
 		return apiErr
@@ -62,7 +62,7 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *ap
 		if err != nil {
 			g.metrics.queued(label, class, "full", 0)
 		}
-		return queueError(err, e, class)
+		return queueError(err, pr.entity.ID, e.Queue, class)
 	}
 	g.metrics.waiting.WithLabelValues(label, class.String()).Inc()
 	q.Serve(func() flow.Room { return g.room(e, g.opts.Now()) })
@@ -81,7 +81,7 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *ap
 		g.metrics.queued(label, class, "left", waited)
 	}
 	pr.queue = nil
-	return queueError(err, e, class)
+	return queueError(err, pr.entity.ID, e.Queue, class)
 }
 
 // room is what the providers of e can take now: the free slots of those that are not ejected,
@@ -157,20 +157,21 @@ func (g *Gateway) released(pr *proxyRequest) {
 	q.Wake()
 }
 
-func queueError(err error, e *routing.Entity, c flow.Class) *apiError {
+// queueError answers a request for entity id whose wait in a queue bounded by q ended in err.
+func queueError(err error, id string, q routing.Queue, c flow.Class) *apiError {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, flow.ErrFull):
-		return errQueueFull(e.ID, e.Queue.MaxLength)
+		return errQueueFull(id, q.MaxLength)
 	case errors.Is(err, flow.ErrShed):
-		return errShed(e.ID)
+		return errShed(id)
 	case errors.Is(err, flow.ErrTimeout):
-		return errQueueTimeout(e.ID, c, e.Queue.MaxTime)
+		return errQueueTimeout(id, c, q.MaxTime)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return errClientGone()
 	}
-	return errQueueFull(e.ID, e.Queue.MaxLength)
+	return errQueueFull(id, q.MaxLength)
 }
 
 func errInvalidPriority() *apiError {

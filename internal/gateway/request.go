@@ -48,8 +48,16 @@ type proxyRequest struct {
 	requestIDs, hops []string
 	start            time.Time
 
-	entity   *routing.Entity   // entity routes
+	entity   *routing.Entity   // entity routes: the entity the client named
 	provider *routing.Provider // provider route
+	label    string            // the workspace as metrics name it
+
+	// The entity whose providers the attempts go to: entity itself, or for a virtual model
+	// the target of the plan at step (target.go).
+	serving *routing.Entity
+	target  *routing.Target
+	plan    []uint8
+	step    int
 
 	body       *bodyBuf // nil when the body is streamed through
 	object     bool     // the body is a JSON object, whose members are in members
@@ -67,6 +75,10 @@ type proxyRequest struct {
 	blocks    []uint64   // chained hashes of the prompt's blocks, for CacheAware
 	head      firstBytes // the first bytes of a stream, read ahead (see firstbytes.go)
 	attempts  int        // upstream attempts made
+	// retryAfter is the shortest Retry-After of a failed attempt; stall is the timer of the
+	// current attempt's time to first token (stall.go).
+	retryAfter time.Duration
+	stall      *time.Timer
 
 	span, attemptSpan trace.Span // the request's and the current attempt's, when tracing
 
@@ -109,8 +121,8 @@ func (pr *proxyRequest) currentID() string {
 	if pr.current != nil {
 		return pr.current.ID
 	}
-	if pr.entity != nil {
-		return "of " + pr.entity.ID
+	if pr.serving != nil {
+		return "of " + pr.serving.ID
 	}
 	return ""
 }

@@ -103,7 +103,7 @@ func (g *Gateway) resolveEntity(pr *proxyRequest, table *routing.Table) *apiErro
 	if e := allowed(pr, e); e != nil {
 		return e
 	}
-	if len(e.Backends) == 0 {
+	if !e.Routable() {
 		return errNoReadyProvider(e.ID)
 	}
 	if !hasBody(pr.in) {
@@ -198,7 +198,7 @@ func (g *Gateway) resolveOpenAI(pr *proxyRequest, table *routing.Table) *apiErro
 	if e := allowed(pr, e); e != nil {
 		return e
 	}
-	if len(e.Backends) == 0 {
+	if !e.Routable() {
 		return errNoReadyProvider(e.ID)
 	}
 	pr.setPrefix()

@@ -74,7 +74,8 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		resp.Body.Close()
 		return errUpstreamAuth(pr.current.ID, resp.StatusCode)
 	}
-	pr.rw.served = []byte(pr.backend.ServedModel)
+	_, served := pr.servedName()
+	pr.rw.served = []byte(served)
 	pr.rw.id = pr.entity.IDJSON
 	ct := resp.Header.Get("Content-Type")
 	switch {

@@ -43,6 +43,7 @@ const (
 	attrWorkspace = attribute.Key("infergate.workspace")
 	attrEntity    = attribute.Key("infergate.entity")
 	attrProvider  = attribute.Key("infergate.provider")
+	attrTarget    = attribute.Key("infergate.target")
 	attrRequestID = attribute.Key("infergate.request_id")
 	attrAttempt   = attribute.Key("infergate.attempt")
 )
@@ -96,6 +97,9 @@ func (g *Gateway) startAttempt(pr *proxyRequest, req *http.Request, p *routing.P
 	}
 	attrs := []attribute.KeyValue{attrProvider.String(p.ID), attrAttempt.Int(pr.attempts),
 		semconv.ServerAddress(p.URL.Hostname()), semconv.GenAIProviderNameOpenAI}
+	if pr.target != nil {
+		attrs = append(attrs, attrTarget.String(pr.target.Entity.ID))
+	}
 	if port, err := strconv.Atoi(p.URL.Port()); err == nil {
 		attrs = append(attrs, semconv.ServerPort(port))
 	}

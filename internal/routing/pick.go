@@ -252,7 +252,7 @@ const affinityBlocks = 4
 // none is, byPrefix returns -1.
 func (e *Entity) byPrefix(cand []uint8, blocks []uint64, room func(k int) bool) (int, Choice) {
 	enough := min(len(blocks), affinityBlocks)
-	key := blocks[enough-1]
+	key, _ := PrefixKey(blocks)
 	var match [MaxBackends]int
 	var rank [MaxBackends]float64
 	longest := 0

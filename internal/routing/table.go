@@ -119,6 +119,11 @@ type EntitySpec struct {
 	Priority flow.Class
 	// Queue bounds their wait; unset fields take the providers'.
 	Queue QueueSpec
+	// Targets, when not nil, make the entity a virtual model: its requests go to these
+	// entities (see targets.go). A target naming the entity itself stands for its Backends.
+	Targets []TargetSpec
+	// Affinity keeps related requests on one target.
+	Affinity Affinity
 }
 
 // RetryOn is a set of failures after which a request that may have run upstream is retried.
@@ -252,6 +257,12 @@ type Entity struct {
 	Queue    Queue
 	// Pool names the set of its providers: entities with the same providers share a queue.
 	Pool string
+	// Targets are the entities that serve a virtual model, by order; nil for other entities.
+	Targets []Target
+	// Affinity keeps related requests of a virtual model on one target.
+	Affinity Affinity
+
+	routable bool
 
 	rr       atomic.Uint64 // RoundRobin's position in schedule
 	schedule []uint8       // RoundRobin's order of backends
@@ -389,7 +400,7 @@ func (t *Table) EachEntity(fn func(*Entity)) {
 	}
 }
 
-// Routable returns the number of entities with at least one ready provider.
+// Routable returns the number of routable entities: with a ready provider, or a target that has one.
 func (t *Table) Routable() int { return t.routable }
 
 // Len returns the number of entities and providers.
@@ -441,7 +452,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
 		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths, Priority: es.Priority}
+		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths, Priority: es.Priority, Affinity: es.Affinity}
 		if len(e.Paths) == 0 {
 			e.Paths = DefaultPaths
 		}
@@ -485,9 +496,13 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		e.ModelJSON = model
 		t.entities[key] = e
 		t.workspaces[key.Workspace] = struct{}{}
-		if len(e.Backends) > 0 {
+	}
+	errs = append(errs, t.linkTargets(spec.Entities)...)
+	for i := range spec.Entities {
+		e := t.entities[Key{spec.Entities[i].Workspace, spec.Entities[i].Name}]
+		if e.routable {
 			t.routable++
-			t.listed[es.Workspace] = append(t.listed[es.Workspace], e)
+			t.listed[e.Workspace] = append(t.listed[e.Workspace], e)
 		}
 	}
 	for ws, list := range t.listed {

@@ -87,6 +87,9 @@ type Options struct {
 	KVCacheBlocks int
 	// BlockSize is the number of tokens per block. Default 16.
 	BlockSize int
+	// MaxModelLen bounds the prompt's tokens plus the output asked for, as vLLM's
+	// --max-model-len: a request past it is answered 400 with vLLM's message. 0: no bound.
+	MaxModelLen int
 }
 
 // Request is a request as the simulator received it.
@@ -398,6 +401,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req *chatReque
 		n, finish = m, "length"
 	}
 	text := promptText(req)
+	if limit := s.opts.MaxModelLen; limit > 0 && promptTokens(text)+n > limit {
+		writeError(w, http.StatusBadRequest, "BadRequestError", "", fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). "+
+			"Please reduce the length of the messages or completion.", limit, promptTokens(text)+n, promptTokens(text), n))
+		return
+	}
 	seq, err := s.engine.newSequence(text, n)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "", err.Error())
