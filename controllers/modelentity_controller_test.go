@@ -115,3 +115,73 @@ func TestEntityExplicitProvidersAndReferenceGrants(t *testing.T) {
 	create(t, provider(ns, "ghost", up.URL, nil))
 	readyReason(t, ghostOnly, inferencev1alpha1.ReasonReady)
 }
+
+func target(name, ns string, weight, order int32) inferencev1alpha1.ModelTarget {
+	return inferencev1alpha1.ModelTarget{Name: name, Namespace: ns, Weight: &weight, Order: order}
+}
+
+func virtualEntity(ns, name string, targets ...inferencev1alpha1.ModelTarget) *inferencev1alpha1.ModelEntity {
+	return &inferencev1alpha1.ModelEntity{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       inferencev1alpha1.ModelEntitySpec{Targets: targets},
+	}
+}
+
+func TestVirtualModelResolvesItsTargets(t *testing.T) {
+	ns, team := namespace(t), namespace(t)
+	up := upstream(t, "", "meta/llama")
+	create(t, provider(ns, "local", up.URL, nil), entity(ns, "llama", "meta/llama"), entity(ns, "later", "meta/later"))
+	readyReason(t, entity(ns, "llama", "meta/llama"), inferencev1alpha1.ReasonReady)
+
+	chat := virtualEntity(ns, "chat", target("llama", "", 3, 0), target("later", "", 1, 0), target("ghost", systemWorkspace, 1, 1))
+	create(t, chat)
+	c := readyReason(t, chat, inferencev1alpha1.ReasonReady)
+	if !strings.Contains(c.Message, "1 of 3 targets ready") || len(chat.Status.Targets) != 3 || !chat.Status.Targets[0].Ready || chat.Status.Targets[1].Ready {
+		t.Errorf("condition %+v, targets %+v", c, chat.Status.Targets)
+	}
+	if want := "llama 75%, later 25% (not ready); then " + systemWorkspace + "/ghost (not ready)"; chat.Status.TargetSummary != want {
+		t.Errorf("targetSummary %q, want %q", chat.Status.TargetSummary, want)
+	}
+	if !strings.Contains(chat.Status.Targets[2].Message, "does not exist") {
+		t.Errorf("ghost: %+v", chat.Status.Targets[2])
+	}
+
+	// A target's provider appearing makes the target ready, without touching the virtual model.
+	create(t, provider(ns, "late", upstream(t, "", "meta/later").URL, nil))
+	eventually(t, 20e9, func() error {
+		if err := k8s.Get(ctx(), key(chat), chat); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(chat.Status.TargetSummary, "llama 75%, later 25%; then") {
+			return errorf("targetSummary %q", chat.Status.TargetSummary)
+		}
+		return nil
+	})
+
+	// Virtual models that target each other: the resolver refuses the cycle and shows it.
+	create(t, virtualEntity(ns, "ping", target("pong", "", 1, 0)), virtualEntity(ns, "pong", target("ping", "", 1, 0)))
+	if c := readyReason(t, virtualEntity(ns, "ping"), inferencev1alpha1.ReasonTargetCycle); !strings.Contains(c.Message, ns+"/ping → "+ns+"/pong → "+ns+"/ping") {
+		t.Errorf("cycle message %q", c.Message)
+	}
+	// A virtual model as a target is refused too, cycle or not.
+	create(t, virtualEntity(ns, "outer", target("chat", "", 1, 0)))
+	if c := readyReason(t, virtualEntity(ns, "outer"), inferencev1alpha1.ReasonNoReadyTarget); !strings.Contains(c.Message, "is itself a virtual model") {
+		t.Errorf("message %q", c.Message)
+	}
+
+	// A target in another namespace needs a ReferenceGrant there.
+	create(t, provider(team, "theirs", up.URL, nil), entity(team, "llama", "meta/llama"))
+	theirs := virtualEntity(ns, "theirs", target("llama", team, 1, 0))
+	create(t, theirs)
+	if c := readyReason(t, theirs, inferencev1alpha1.ReasonRefNotPermitted); !strings.Contains(c.Message, "allows ModelEntity from "+ns+" to ModelEntity") {
+		t.Errorf("message %q", c.Message)
+	}
+	create(t, &gatewayv1beta1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "let-" + ns},
+		Spec: gatewayv1beta1.ReferenceGrantSpec{
+			From: []gatewayv1beta1.ReferenceGrantFrom{{Group: "inference.infergate.dev", Kind: "ModelEntity", Namespace: gatewayv1beta1.Namespace(ns)}},
+			To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "inference.infergate.dev", Kind: "ModelEntity"}},
+		},
+	})
+	readyReason(t, theirs, inferencev1alpha1.ReasonReady)
+}

@@ -57,7 +57,8 @@ func TestKubectlApplyAndGetInference(t *testing.T) {
 		"modelentity.inference.infergate.dev/llama-3-1-8b-instruct", "meta/llama-3.1-8b-instruct",
 		"provider.inference.infergate.dev/nvidia-build",
 		"deployment.inference.infergate.dev/llama-3-2-1b-nim", "nim",
-		"SERVED MODEL", "READY PROVIDERS", "URL", "PHASE", "READY", "AGE",
+		"SERVED MODEL", "READY PROVIDERS", "TARGETS", "URL", "PHASE", "READY", "AGE",
+		"modelentity.inference.infergate.dev/chat",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl get inference does not show %q:\n%s", want, out)

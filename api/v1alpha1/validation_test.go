@@ -98,6 +98,13 @@ func TestSamplesAreAccepted(t *testing.T) {
 	if e.Spec.Priority != inferencev1alpha1.PriorityStandard {
 		t.Errorf("spec.priority default = %q, want Standard", e.Spec.Priority)
 	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "chat"}, &e); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Spec.Targets) != 3 || *e.Spec.Targets[0].Weight != 9 || *e.Spec.Targets[2].Weight != 1 || e.Spec.Targets[2].Order != 1 ||
+		e.Spec.TargetAffinity != inferencev1alpha1.TargetAffinityConversation {
+		t.Errorf("spec.targets %+v, spec.targetAffinity %q", e.Spec.Targets, e.Spec.TargetAffinity)
+	}
 	var d inferencev1alpha1.Deployment
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "llama-3-2-1b-nim"}, &d); err != nil {
 		t.Fatal(err)
@@ -125,7 +132,39 @@ var invalidObjects = []struct {
 apiVersion: inference.infergate.dev/v1alpha1
 kind: ModelEntity
 metadata: {name: llama}
-spec: {}`, []string{"spec.servedModelName: Required value"}},
+spec: {}`, []string{"spec.servedModelName is required unless spec.targets names the model entities that serve this one"}},
+	{"virtual model targeting itself without providers", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: chat}
+spec:
+  targets: [{name: llama}, {name: chat, order: 1}]`, []string{"spec.targets names this model entity itself", "a cycle"}},
+	{"virtual model naming a target twice", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: chat}
+spec:
+  targets: [{name: llama}, {name: nvidia-build, namespace: system}, {name: llama, weight: 3}]`, []string{"spec.targets must not name the same model entity twice"}},
+	{"virtual model with a bad target", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: chat}
+spec:
+  targetAffinity: Sometimes
+  targets: [{name: llama, weight: 0, order: 16}]`, []string{"spec.targets[0].weight", "spec.targets[0].order", "spec.targetAffinity", `supported values: "None", "Caller", "Conversation"`}},
+	{"virtual model with no time to first token", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: chat}
+spec:
+  targets: [{name: llama, timeToFirstToken: 0s}, {name: nvidia-build, namespace: system, timeToFirstToken: 1h}]`, []string{"spec.targets[0].timeToFirstToken", "timeToFirstToken must be more than 0 and at most 10m", "spec.targets[1].timeToFirstToken"}},
+	{"providers without a served model", `
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: chat}
+spec:
+  providers: [{name: nim}]
+  targets: [{name: llama}]`, []string{"spec.providers needs spec.servedModelName"}},
 	{"entity naming one provider twice", `
 apiVersion: inference.infergate.dev/v1alpha1
 kind: ModelEntity

@@ -121,6 +121,7 @@ func TestAccessControl(t *testing.T) {
 			entity("team-a", "mistral", backend("team-a", "sim", served)),
 			entity("team-a", "everywhere", backend("system", "shared", served)),
 			entity("team-b", "llama", backend("team-b", "sim", served)),
+			{Workspace: "team-a", Name: "assistant", Created: time.Unix(1700000000, 0), Targets: []routing.TargetSpec{{Workspace: "team-a", Name: "mistral", Weight: 1}}},
 		},
 	}, gateway.Options{Access: checker, Log: logs.logger(), AccessLog: true})
 
@@ -220,7 +221,7 @@ func TestAccessControl(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("model route: %s %s", resp.Status, body)
 		}
-		if got := models("team-a", user); !slices.Equal(got, []string{"team-a/everywhere", "team-a/llama", "team-a/mistral"}) {
+		if got := models("team-a", user); !slices.Equal(got, []string{"team-a/assistant", "team-a/everywhere", "team-a/llama", "team-a/mistral"}) {
 			t.Errorf("models %v", got)
 		}
 		// Unknown entities are 404 to callers who may see them, as before.
@@ -260,7 +261,7 @@ func TestAccessControl(t *testing.T) {
 			}
 		}
 		list, err := client.Models.List(ctxTimeout(t, 10*time.Second))
-		if err != nil || len(list.Data) != 3 {
+		if err != nil || len(list.Data) != 4 {
 			t.Errorf("models: %v %+v", err, list)
 		}
 		// A refused token is the SDK's AuthenticationError.
@@ -281,7 +282,7 @@ func TestAccessControl(t *testing.T) {
 	t.Run("a read-only role may GET v1/models but not POST", func(t *testing.T) {
 		reader := c.serviceAccount("team-a", "reader")
 		c.bind("team-a", "reader-views-models", "infergate-model-viewer", "reader")
-		if got := models("team-a", reader); len(got) != 3 {
+		if got := models("team-a", reader); len(got) != 4 {
 			t.Errorf("models %v", got)
 		}
 		if resp, body := get(gateway.Prefix+"team-a/openai/-/v1/models/llama", reader); resp.StatusCode != http.StatusOK {
@@ -342,6 +343,46 @@ rules:
 			if strings.TrimSpace(string(out)) != tc.want {
 				t.Errorf("kubectl auth can-i create modelentities/%s --subresource proxy: %s, want %s", tc.name, out, tc.want)
 			}
+		}
+	})
+
+	t.Run("a virtual model needs rights on itself alone, and they reach none of its targets", func(t *testing.T) {
+		c.run(`apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: assistant-only, namespace: team-a}
+rules:
+- apiGroups: [inference.infergate.dev]
+  resources: [modelentities/proxy]
+  resourceNames: [assistant]
+  verbs: [get, create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: mistral-only, namespace: team-a}
+rules:
+- apiGroups: [inference.infergate.dev]
+  resources: [modelentities/proxy]
+  resourceNames: [mistral]
+  verbs: [get, create]
+`, "apply", "-f", "-")
+		alias := c.serviceAccount("team-a", "alias")
+		c.run("", "create", "rolebinding", "alias-assistant", "-n", "team-a", "--role", "assistant-only", "--serviceaccount", "team-a:alias")
+		target := c.serviceAccount("team-a", "target")
+		c.run("", "create", "rolebinding", "target-mistral", "-n", "team-a", "--role", "mistral-only", "--serviceaccount", "team-a:target")
+		resp, body := chat("team-a", "assistant", alias)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"model":"team-a/assistant"`) {
+			t.Errorf("assistant: %s %s", resp.Status, body)
+		}
+		resp, body = chat("team-a", "mistral", alias)
+		forbidden(resp, body, `"mistral" is forbidden`)
+		if got := models("team-a", alias); !slices.Equal(got, []string{"team-a/assistant"}) {
+			t.Errorf("models %v, want only team-a/assistant", got)
+		}
+		// The right to call a target is no right to call the virtual model.
+		resp, body = chat("team-a", "assistant", target)
+		forbidden(resp, body, `"assistant" is forbidden`)
+		if got := models("team-a", target); !slices.Equal(got, []string{"team-a/mistral"}) {
+			t.Errorf("models %v, want only team-a/mistral", got)
 		}
 	})
 

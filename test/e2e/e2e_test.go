@@ -131,6 +131,60 @@ spec: {servedModelName: ` + served + `}
 		}
 	})
 
+	t.Run("a virtual model falls back to its next target, under its own name, as kubectl shows", func(t *testing.T) {
+		flaky := newUpstream(t, "sim-flaky", "", "flaky/model")
+		backup := newUpstream(t, "sim-backup", "", "backup/model")
+		c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim-flaky, namespace: team}
+spec: {url: ` + flaky.srv.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: Provider
+metadata: {name: sim-backup, namespace: team}
+spec: {url: ` + backup.srv.URL + `}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: flaky, namespace: team}
+spec: {servedModelName: flaky/model}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: backup, namespace: team}
+spec: {servedModelName: backup/model}
+---
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: assistant, namespace: team}
+spec:
+  targets: [{name: flaky}, {name: backup, order: 1}]
+`)
+		c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/assistant", "--timeout=30s")
+		c.eventually(20*time.Second, func() error {
+			if out := c.run("get", "me", "assistant", "-n", "team"); !strings.Contains(out, "flaky; then backup") || strings.Contains(out, "not ready") {
+				return fmt.Errorf("kubectl get me assistant:\n%s", out)
+			}
+			return nil
+		})
+		c.routableOn(20*time.Second, "team", "assistant", c.manager)
+		flaky.sim.SetStatus(http.StatusServiceUnavailable)
+		resp, err := c.openai("team").Chat.Completions.New(ctxTimeout(t, 10*time.Second), chat("assistant"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Model != "team/assistant" || !strings.Contains(resp.Choices[0].Message.Content, "sim-backup") {
+			t.Errorf("response %+v, want sim-backup's answer named team/assistant", resp)
+		}
+		// team/app may call the virtual model; the table lists it.
+		list, err := c.openai("team").Models.List(ctxTimeout(t, 10*time.Second))
+		if err != nil || !slices.ContainsFunc(list.Data, func(m openai.Model) bool { return m.ID == "team/assistant" }) {
+			t.Errorf("models %+v, %v", list, err)
+		}
+		c.run("delete", "-n", "team", "modelentity/assistant", "modelentity/flaky", "modelentity/backup", "provider/sim-flaky", "provider/sim-backup")
+	})
+
 	t.Run("key rotation reaches the gateway without a restart", func(t *testing.T) {
 		a.sim.SetAPIKey("sk-rotated")
 		c.apply(`
