@@ -52,6 +52,14 @@ func BenchmarkGatewayChat(b *testing.B) {
 	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/llama","messages":[{"role":"user","content":"Say hello"}]}`)
 }
 
+// BenchmarkGatewayChatVirtual is BenchmarkGatewayChat through a virtual model whose one
+// target is the entity the other benchmarks call: the cost of planning targets.
+func BenchmarkGatewayChatVirtual(b *testing.B) {
+	up := simulatorServer(b)
+	g := benchGateway(b, up, gateway.Options{})
+	benchmarkPost(b, g+gateway.Prefix+"team/openai/-/v1/chat/completions", `{"model":"team/chat","messages":[{"role":"user","content":"Say hello"}]}`)
+}
+
 // BenchmarkGatewayChatBudget is BenchmarkGatewayChat under an InferenceBudget of a request
 // and a token limit that never refuses, counted in process; BenchmarkGatewayChatBudgetRedis
 // counts in a real redis-server on loopback: compare them with BenchmarkGatewayChat.
@@ -169,8 +177,10 @@ func benchGateway(b *testing.B, upstreamURL string, opts gateway.Options, budget
 	store := routing.NewStore()
 	table, _ := routing.New(routing.Spec{
 		Providers: []routing.ProviderSpec{{Workspace: "team", Name: "nim", BaseURL: upstreamURL, Ready: true, AuthHeader: "Authorization", AuthValue: "Bearer k"}},
-		Entities:  []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}}},
-		Budgets:   budgets,
+		Entities: []routing.EntitySpec{{Workspace: "team", Name: "llama", Backends: []routing.BackendSpec{{Workspace: "team", Name: "nim", ServedModel: served}}},
+			// A virtual model over llama alone, for BenchmarkGatewayChatVirtual.
+			{Workspace: "team", Name: "chat", Targets: []routing.TargetSpec{{Workspace: "team", Name: "llama", Weight: 1}}}},
+		Budgets: budgets,
 	}, nil)
 	store.Swap(table)
 	opts.Store, opts.AllowLocalUpstreams = store, true
