@@ -57,6 +57,7 @@ type model struct {
 	OwnedBy        string `json:"owned_by"`
 	Routable       bool   `json:"routable"`
 	ServedModel    string `json:"served_model,omitempty"`
+	Targets        string `json:"targets,omitempty"` // a virtual model's, as kubectl get shows them
 	ReadyProviders *int32 `json:"ready_providers,omitempty"`
 	Reason         string `json:"reason,omitempty"`
 	Message        string `json:"message,omitempty"`
@@ -184,6 +185,9 @@ func (o *modelsListOptions) entities(ctx context.Context) ([]inferencev1alpha1.M
 // describeEntity adds what the cluster says of m's ModelEntity.
 func describeEntity(m *model, e *inferencev1alpha1.ModelEntity) {
 	m.ServedModel = e.Spec.ServedModelName
+	if len(e.Spec.Targets) > 0 {
+		m.Targets = e.Status.TargetSummary
+	}
 	ready := e.Status.ReadyProviders
 	m.ReadyProviders = &ready
 	m.age = e.CreationTimestamp.Time
@@ -229,7 +233,10 @@ func (o *modelsListOptions) print(models []model) error {
 			providers = strconv.Itoa(int(*m.ReadyProviders))
 		}
 		served := m.ServedModel
-		if served == "" {
+		switch {
+		case m.Targets != "":
+			served = "virtual: " + m.Targets
+		case served == "":
 			served = "<unknown>"
 		}
 		row := []string{m.ID, served, providers}

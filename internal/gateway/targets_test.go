@@ -315,8 +315,14 @@ func TestVirtualModelServedNameAndRewrite(t *testing.T) {
 			t.Errorf("saw %d events, want every one", len(models))
 		}
 	}
+	// The model route serves it too.
+	resp, body := do(t, http.MethodPost, g.base("team")+"/model/chat/-/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Content-Type": "application/json"})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"model":"team/chat"`) {
+		t.Errorf("the model route: %d %s", resp.StatusCode, body)
+	}
 	// The virtual model is listed under its own name; its target's workspace is not the caller's.
-	resp, body := do(t, http.MethodGet, g.base("team")+"/openai/-/v1/models", "", nil)
+	resp, body = do(t, http.MethodGet, g.base("team")+"/openai/-/v1/models", "", nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"id":"team/chat"`) || strings.Contains(string(body), "big") {
 		t.Errorf("v1/models = %d %s, want team/chat alone", resp.StatusCode, body)
 	}
