@@ -44,11 +44,7 @@ func IndexFields(ctx context.Context, indexer client.FieldIndexer) error {
 		e := o.(*inferencev1alpha1.ModelEntity)
 		keys := make([]string, 0, len(e.Spec.Providers))
 		for _, ref := range e.Spec.Providers {
-			ns := ref.Namespace
-			if ns == "" {
-				ns = e.Namespace
-			}
-			keys = append(keys, ns+"/"+ref.Name)
+			keys = append(keys, refKey(e.Namespace, ref.Namespace, ref.Name))
 		}
 		return keys
 	}); err != nil {
@@ -58,11 +54,7 @@ func IndexFields(ctx context.Context, indexer client.FieldIndexer) error {
 		e := o.(*inferencev1alpha1.ModelEntity)
 		keys := make([]string, 0, len(e.Spec.Targets))
 		for _, t := range e.Spec.Targets {
-			ns := t.Namespace
-			if ns == "" {
-				ns = e.Namespace
-			}
-			keys = append(keys, ns+"/"+t.Name)
+			keys = append(keys, refKey(e.Namespace, t.Namespace, t.Name))
 		}
 		return keys
 	}); err != nil {
@@ -85,4 +77,13 @@ func IndexFields(ctx context.Context, indexer client.FieldIndexer) error {
 		return err
 	}
 	return nil
+}
+
+// refKey is the index key, "namespace/name", of a reference from an object in ns that may
+// leave its namespace out.
+func refKey(ns, refNamespace, name string) string {
+	if refNamespace == "" {
+		refNamespace = ns
+	}
+	return refNamespace + "/" + name
 }
