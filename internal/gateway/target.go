@@ -56,24 +56,26 @@ func (g *Gateway) planTargets(pr *proxyRequest) *apiError {
 		return errNoReadyProvider(e.ID)
 	}
 	now := g.opts.Now()
+	var why [routing.MaxTargets]string
+	chosen := 0 // when none can take it now, the first does, later
 	for i := range pr.plan {
-		t := &e.Targets[pr.plan[i]]
-		reason := ""
+		t := e.Targets[pr.plan[i]].Entity
 		switch {
-		case allEjected(t.Entity, now):
-			reason = reasonUnroutable
-		case saturated(g.room(t.Entity, now)):
-			reason = reasonSaturated
+		case allEjected(t, now):
+			why[i] = reasonUnroutable
+		case saturated(g.room(t, now)):
+			why[i] = reasonSaturated
+		default:
+			chosen = i
 		}
-		if reason == "" || i == len(pr.plan)-1 {
-			if reason != "" {
-				i = 0 // none can take it now: the first does, later
-			}
-			pr.useTarget(i)
-			return nil
+		if why[i] == "" {
+			break
 		}
-		g.metrics.fellBack(pr.label, e.Name, t.Entity.ID, reason)
 	}
+	for i := range chosen {
+		g.metrics.fellBack(pr.label, e.Name, e.Targets[pr.plan[i]].Entity.ID, why[i])
+	}
+	pr.useTarget(chosen)
 	return nil
 }
 
