@@ -259,6 +259,21 @@ func (q *Queue) Admit(t *Ticket, room Room, bound int, now time.Time) (bool, err
 	return true, nil
 }
 
+// TryAdmit takes t at once when Admit would (nothing of its class or a higher one waits and
+// room allows its class), and tells whether it did; otherwise t stays out of the queue, for
+// the caller to try another pool.
+func (q *Queue) TryAdmit(t *Ticket, room Room, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t.state, t.err, t.enqueued = idle, nil, time.Time{}
+	if q.waitingFrom(t.Class) != 0 || !room.allows(t.Class, q.pending) {
+		return false
+	}
+	q.used = now
+	q.dispatch(t, room)
+	return true
+}
+
 // Wait blocks until t is dispatched (nil), shed (ErrShed), has waited maxWait (ErrTimeout),
 // or ctx is done (its error). A ticket that leaves the queue leaves it at once.
 func (q *Queue) Wait(ctx context.Context, t *Ticket, maxWait time.Duration) error {

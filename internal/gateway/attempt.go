@@ -53,6 +53,12 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 					return nil, errUpstreamUnreachable(pr.entity.ID)
 				}
 			}
+			if pr.fallbackLeft() && choice != routing.AllEjected {
+				if idx = roomier(e, idx, pr.tried, now); idx < 0 {
+					g.fallBack(pr, now, reasonSaturated)
+					continue
+				}
+			}
 			g.metrics.picked(e.Balancing, choice)
 			pr.tried |= 1 << idx
 			pr.backend = &e.Backends[idx]

@@ -39,7 +39,9 @@ const VerbPrioritize = "prioritize"
 // hold admits an entity's request to the queue of its pool of providers: it goes at once when
 // nothing of its class or a higher one waits and a provider has a free slot (or the pool's
 // capacity is not known), else it waits for one, in the order of package flow, for at most its
-// entity's queue time. label is the workspace as metrics name it.
+// entity's queue time. A virtual model's request goes at once to the first target of its plan
+// whose pool takes it so (takeTarget), and waits only when none does. label is the workspace
+// as metrics name it.
 func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *apiError {
 	e := pr.serving
 	class, apiErr := g.classOf(pr)
@@ -47,13 +49,17 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *ap
 		return apiErr
 	}
 	ws := pr.rt.workspace
-	q := g.pools.Queue(e.Pool)
 	t := &pr.ticket
 	*t = flow.Ticket{Workspace: ws, Weight: table.ShareWeight(ws), Class: class}
 	if pr.body != nil {
 		t.Cost = float64(promptTokens(int64(len(pr.body.b))))
 	}
 	now := g.opts.Now()
+	if pr.target != nil && g.takeTarget(pr, now) {
+		return nil
+	}
+	e = pr.serving
+	q := g.pools.Queue(e.Pool)
 	wait, err := q.Admit(t, g.room(e, now), e.Queue.MaxLength, now)
 	if err == nil {
 		pr.queue = q

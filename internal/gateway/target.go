@@ -24,7 +24,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -36,10 +35,8 @@ const (
 	reasonStall         = "stall"          // a stream's first bytes did not come in time
 )
 
-// planTargets orders the targets of the virtual model pr.entity for this request, and sends
-// it to the first that can take it now: one whose providers are neither all ejected nor all
-// saturated. When none can, the first of them takes it (its queue holds it, or its attempt
-// fails and falls back). Requests for other entities are served by the entity itself.
+// planTargets orders the targets of the virtual model pr.entity for this request (takeTarget
+// then chooses among them). Requests for other entities are served by the entity itself.
 func (g *Gateway) planTargets(pr *proxyRequest) *apiError {
 	e := pr.entity
 	if !e.Virtual() {
@@ -55,28 +52,49 @@ func (g *Gateway) planTargets(pr *proxyRequest) *apiError {
 		}
 		return errNoReadyProvider(e.ID)
 	}
-	now := g.opts.Now()
+	pr.useTarget(0)
+	return nil
+}
+
+// takeTarget sends a virtual model's request to the first target of its plan that takes it at
+// once: its providers are not all ejected, and its pool's queue dispatches the request's
+// class now (a free slot, nothing of its class or a higher one waiting there, a Sheddable
+// request leaving the reserve alone). It returns false when none does: the request then waits
+// in the queue of the first target whose providers are not all ejected (or of the first), and
+// hands over no further until an attempt there fails.
+func (g *Gateway) takeTarget(pr *proxyRequest, now time.Time) bool {
+	e := pr.entity
 	var why [routing.MaxTargets]string
-	chosen := 0 // when none can take it now, the first does, later
+	wait := -1
 	for i := range pr.plan {
 		t := e.Targets[pr.plan[i]].Entity
-		switch {
-		case allEjected(t, now):
+		if allEjected(t, now) {
 			why[i] = reasonUnroutable
-		case saturated(g.room(t, now)):
-			why[i] = reasonSaturated
-		default:
-			chosen = i
+			continue
 		}
-		if why[i] == "" {
-			break
+		q := g.pools.Queue(t.Pool)
+		if q.TryAdmit(&pr.ticket, g.room(t, now), now) {
+			pr.queue = q
+			g.handedOver(pr, why[:i])
+			pr.useTarget(i)
+			return true
+		}
+		why[i] = reasonSaturated
+		if wait < 0 {
+			wait = i
 		}
 	}
-	for i := range chosen {
-		g.metrics.fellBack(pr.label, e.Name, e.Targets[pr.plan[i]].Entity.ID, why[i])
+	wait = max(wait, 0)
+	g.handedOver(pr, why[:wait])
+	pr.useTarget(wait)
+	return false
+}
+
+// handedOver counts the targets of the plan a request passed over, and why.
+func (g *Gateway) handedOver(pr *proxyRequest, why []string) {
+	for i, reason := range why {
+		g.metrics.fellBack(pr.label, pr.entity.Name, pr.entity.Targets[pr.plan[i]].Entity.ID, reason)
 	}
-	pr.useTarget(chosen)
-	return nil
 }
 
 // targetKey is the key that draws the request's target: the caller's or the conversation's
@@ -144,5 +162,36 @@ func allEjected(e *routing.Entity, now time.Time) bool {
 	return true
 }
 
-// saturated tells whether a pool's room is known and has no free slot.
-func saturated(r flow.Room) bool { return r.Free != flow.Unbounded && r.Free <= 0 }
+// full tells whether provider p's model server has no free slot, by its fresh report; a
+// server whose capacity is not known is never full.
+func full(p *routing.Provider, now time.Time) bool {
+	s := p.Health.Signals(now, p.StaleAfter())
+	return s.Reported && s.Capacity > 0 && s.Free() == 0
+}
+
+// roomier keeps a virtual model's request, while a target is left to fall back to, off a
+// provider whose server is full: it returns idx when that provider has room, else the untried
+// provider of e with the most free slots that is not ejected, or -1 when none has any. The
+// picker would let the request queue at a server that holds its prompt; with a fallback left,
+// the fallback is the better wait.
+func roomier(e *routing.Entity, idx int, tried uint64, now time.Time) int {
+	if !full(e.Backends[idx].Provider, now) {
+		return idx
+	}
+	best, most := -1, int64(0)
+	for i := range e.Backends {
+		p := e.Backends[i].Provider
+		if i == idx || tried&(1<<i) != 0 || p.Health.Ejected(now) {
+			continue
+		}
+		s := p.Health.Signals(now, p.StaleAfter())
+		free := s.Free()
+		if !s.Reported || s.Capacity == 0 {
+			free = 1 // not known to be full
+		}
+		if free > most {
+			best, most = i, free
+		}
+	}
+	return best
+}

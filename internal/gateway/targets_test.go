@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/routing"
 	"github.com/infergate/infergate/internal/simulator"
@@ -332,26 +333,40 @@ func TestVirtualModelServedNameAndRewrite(t *testing.T) {
 	}
 }
 
-// A saturated self-hosted pool sends requests to the fallback at once, without queueing.
-func TestVirtualModelFallsBackWhenSaturated(t *testing.T) {
+// selfHostedWithCloud is sharedPool's team/llama on a simulated vLLM server (seqs slots), a
+// team/cloud beside it, and team/chat over llama then cloud.
+func selfHostedWithCloud(t *testing.T, seqs int, class flow.Class) (*virtual, *upstream) {
+	t.Helper()
 	cloud := newUpstream(t, simulator.Options{Name: "cloud", Models: []string{"m-cloud"}})
-	g, up := sharedPool(t, simulator.Options{MaxNumSeqs: 2, ChunkDelay: 20 * time.Millisecond}, func(s *routing.Spec) {
+	g, up := sharedPool(t, simulator.Options{Name: "self-hosted", MaxNumSeqs: seqs, ChunkDelay: 20 * time.Millisecond}, func(s *routing.Spec) {
 		s.Providers = append(s.Providers, provider("team", "p-cloud", cloud.srv.URL))
 		s.Entities = append(s.Entities, entity("team", "cloud", backend("team", "p-cloud", "m-cloud")),
-			routing.EntitySpec{Workspace: "team", Name: "chat", Targets: []routing.TargetSpec{
+			routing.EntitySpec{Workspace: "team", Name: "chat", Priority: class, Targets: []routing.TargetSpec{
 				{Workspace: "team", Name: "llama", Weight: 1}, {Workspace: "team", Name: "cloud", Weight: 1, Order: 1}}})
 	}, "team")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	(&server{url: up.srv.URL}).occupy(ctx, t, 4)
+	return &virtual{gw: g, ups: map[string]*upstream{"cloud": cloud, "self-hosted": up}}, up
+}
+
+// report waits until the gateway's report of the self-hosted server satisfies ok.
+func (v *virtual) report(t *testing.T, ok func(routing.EngineReport) bool) {
+	t.Helper()
 	eventually(t, 10*time.Second, func() error {
-		p, _ := g.store.Load().Provider("system", "vllm")
-		if r, _ := p.Health.LastReport(); r.Waiting == 0 {
+		p, _ := v.store.Load().Provider("system", "vllm")
+		if r, _ := p.Health.LastReport(); !ok(r) {
 			return fmt.Errorf("the server reports %+v", r)
 		}
 		return nil
 	})
-	v := &virtual{gw: g, ups: map[string]*upstream{"cloud": cloud}}
+}
+
+// A saturated self-hosted pool sends requests to the fallback at once, without queueing.
+func TestVirtualModelFallsBackWhenSaturated(t *testing.T) {
+	v, up := selfHostedWithCloud(t, 2, flow.Standard)
+	g := v.gw
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	(&server{url: up.srv.URL}).occupy(ctx, t, 4)
+	v.report(t, func(r routing.EngineReport) bool { return r.Waiting > 0 })
 	for _, stream := range []bool{false, true} {
 		text, models, err := v.ask(t, stream, "Say hello")
 		servedBy(t, text, models, err, "cloud")
@@ -402,5 +417,33 @@ func TestVirtualModelNamesTheTargetThatServed(t *testing.T) {
 	}
 	if strings.Join(targets, " ") != "team/self-hosted team/cloud" {
 		t.Errorf("attempt spans name targets %v, want team/self-hosted then team/cloud", targets)
+	}
+}
+
+// A Sheddable request leaves the reserve of a pool's slots to the other classes: where a
+// Standard one still goes at once, it hands over to the fallback rather than wait.
+func TestVirtualModelSheddableHandsOverBeforeTheReserve(t *testing.T) {
+	for _, class := range []flow.Class{flow.Standard, flow.Sheddable} {
+		t.Run(class.String(), func(t *testing.T) {
+			v, up := selfHostedWithCloud(t, 16, class)
+			s := &server{url: up.srv.URL}
+			held, cancelHeld := context.WithCancel(context.Background())
+			defer cancelHeld()
+			extra, cancelExtra := context.WithCancel(context.Background())
+			s.occupy(held, t, 15)
+			s.occupy(extra, t, 2)
+			v.report(t, func(r routing.EngineReport) bool { return r.Waiting > 0 }) // the gateway learns 16 slots
+			cancelExtra()
+			v.report(t, func(r routing.EngineReport) bool { return r.Running == 15 && r.Waiting == 0 }) // 1 free, a reserve of 2
+			want := "self-hosted"
+			if class == flow.Sheddable {
+				want = "cloud"
+			}
+			text, models, err := v.ask(t, true, "Say hello")
+			servedBy(t, text, models, err, want)
+			if got := counter(t, v.reg, "infergate_gateway_queue_outcomes_total", nil); got != 0 {
+				t.Errorf("%v requests met the queue", got)
+			}
+		})
 	}
 }
