@@ -128,7 +128,7 @@ bench-gateway: envtest-assets ## Measure the gateway against direct calls, and w
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/benchgateway
 
 .PHONY: bench-pool
-bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy, for independent prompts, conversations and shared system prompts (about 10 minutes).
+bench-pool: ## Measure provider choice on pools of simulated vLLM servers: TTFT, tokens/s and prefix cache hits per balancing policy, for independent prompts, conversations and shared system prompts; and a virtual model falling back to a hosted API at 120 % of the self-hosted pool's capacity, against no fallback (about 11 minutes; the fallback phase alone, -workloads fallback, about 1).
 	go run ./hack/benchpool
 
 .PHONY: bench-budget

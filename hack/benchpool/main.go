@@ -38,8 +38,15 @@ limitations under the License.
 // Markdown on standard output, ends with the targets checked against RoundRobin and
 // the oracle in the same phase.
 //
-//	go run ./hack/benchpool            (make bench-pool; about 10 minutes)
+// The fallback phase (-workloads fallback, fallback.go) drives independent prompts at
+// -overload of the pool's capacity at a virtual model whose first target is the pool and
+// whose second a hosted API (a pool of -hosted servers), against the pool alone at the same
+// load and at half of it, and checks the targets: no client-visible error, and a
+// TTFT p99 within 1.5 times the unsaturated one.
+//
+//	go run ./hack/benchpool            (make bench-pool; about 11 minutes)
 //	go run ./hack/benchpool -workloads shared -loads 0.8 -duration 20s -warmup 5s
+//	go run ./hack/benchpool -workloads fallback    (about a minute)
 package main
 
 import (
@@ -72,7 +79,7 @@ var (
 	duration  = flag.Duration("duration", 40*time.Second, "arrivals per phase")
 	warmup    = flag.Duration("warmup", 10*time.Second, "leading part of each phase left out of the figures")
 	loads     = flag.String("loads", "0.5,0.8,0.95", "offered load, as shares of the pool's capacity")
-	workloads = flag.String("workloads", "independent,prefix,shared", "workloads to run: independent, prefix, shared")
+	workloads = flag.String("workloads", "independent,prefix,shared,fallback", "workloads to run: independent, prefix, shared; fallback, the phase of a virtual model falling back to a hosted API (fallback.go)")
 	pool      = flag.String("pool", "8,8,3", "max-num-seqs of each simulated server")
 	weightsOf = flag.String("weights", "", "weights of the servers' providers in the gateway's entity (default: 1 each, the pool's capacities unknown to it)")
 	slots     = flag.Int("conversations", 48, "conversations in progress at once (prefix workload)")
@@ -95,7 +102,8 @@ type config struct {
 	name      string
 	balancing routing.Balancing
 	replicas  int
-	direct    bool // no gateway: each conversation or application to one server
+	direct    bool   // no gateway: each conversation or application to one server
+	model     string // the model the clients name, when not bench/llama (the fallback phase)
 }
 
 var configs = []config{
@@ -123,6 +131,10 @@ func run() error {
 	shares, err := floats(*loads)
 	if err != nil {
 		return fmt.Errorf("-loads: %w", err)
+	}
+	hosted, err := ints(*hostedPool)
+	if err != nil {
+		return fmt.Errorf("-hosted: %w", err)
 	}
 	if *simBinary == "" {
 		dir, err := os.MkdirTemp("", "benchpool")
@@ -162,12 +174,21 @@ func run() error {
 	}
 	for _, name := range strings.Split(*workloads, ",") {
 		name = strings.TrimSpace(name)
+		if name == "fallback" {
+			continue
+		}
 		if _, err := build(name, 0, 0); err != nil {
 			return err
 		}
 	}
 	for _, name := range strings.Split(*workloads, ",") {
 		name = strings.TrimSpace(name)
+		if name == "fallback" {
+			if rep.fallback, err = runFallback(seqs, hosted, weights); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, share := range shares {
 			w, _ := build(name, 0, 0)
 			capacity := poolCapacity(seqs, w.meanPromptTokens())
@@ -225,7 +246,7 @@ func runPhase(w *workload, seqs, weights []int) ([]result, error) {
 		if cfg.direct && !w.sticky() {
 			continue // with independent prompts there is nothing to stick to
 		}
-		servers, stop, err := startPool(seqs)
+		servers, stop, err := startPool(seqs, "sim")
 		cleanup = append(cleanup, stop)
 		if err != nil {
 			return nil, err
@@ -287,8 +308,11 @@ func drive(ctx context.Context, w *workload, cfg config, urls []string, seqs []i
 		}
 	}
 	model := "bench/llama"
-	if cfg.direct {
+	switch {
+	case cfg.direct:
 		model = served
+	case cfg.model != "":
+		model = cfg.model
 	}
 	outcomes := make([]outcome, len(w.arrivals))
 	var owner []int // the server of each application, when direct
@@ -368,8 +392,9 @@ func (s *slot) turn(ctx context.Context, w *workload, a arrival, cfg config, cli
 	return o
 }
 
-// startPool starts one simulator process per entry of seqs and returns their base URLs.
-func startPool(seqs []int) ([]string, func(), error) {
+// startPool starts one simulator process per entry of seqs, named name (which begins every
+// answer), and returns their base URLs.
+func startPool(seqs []int, name string) ([]string, func(), error) {
 	var cmds []*exec.Cmd
 	stop := func() {
 		for _, c := range cmds {
@@ -379,7 +404,7 @@ func startPool(seqs []int) ([]string, func(), error) {
 	}
 	var urls []string
 	for _, n := range seqs {
-		cmd := exec.Command(*simBinary, "--listen", "127.0.0.1:0", "--name", "sim", "--models", served,
+		cmd := exec.Command(*simBinary, "--listen", "127.0.0.1:0", "--name", name, "--models", served,
 			"--chunks", strconv.Itoa(outputTokens), "--chunk-delay", stepTime.String(), "--decode-time-per-seq", stepTimePerSeq.String(),
 			"--prefill-time-per-token", prefillPerToken.String(), "--kv-cache-blocks", strconv.Itoa(kvCacheBlocks),
 			"--max-num-seqs", strconv.Itoa(n))
@@ -418,28 +443,49 @@ func startGateway(ctx context.Context, b routing.Balancing, servers []string, we
 		spec.Providers = append(spec.Providers, ps)
 		spec.Entities[0].Backends = append(spec.Entities[0].Backends, routing.BackendSpec{Workspace: "bench", Name: name, ServedModel: served, Weight: weights[i]})
 	}
+	gw, err := serve(ctx, spec, b == routing.CacheAware)
+	if err != nil {
+		return "", nil, gw.stop, err
+	}
+	return gw.url, gw.reg, gw.stop, nil
+}
+
+// gatewayServer is one gateway serving a table: its base URL, metrics and routing store.
+type gatewayServer struct {
+	url   string
+	reg   *prometheus.Registry
+	store *routing.Store
+	stop  func()
+}
+
+// serve serves the gateway package with the table of spec on a loopback port, and, with
+// metrics, reads the providers' metrics as the manager does.
+func serve(ctx context.Context, spec routing.Spec, metrics bool) (gatewayServer, error) {
+	gw := gatewayServer{stop: func() {}}
 	table, errs := routing.New(spec, nil)
 	if len(errs) > 0 {
-		return "", nil, func() {}, errors.Join(errs...)
+		return gw, errors.Join(errs...)
 	}
-	store := routing.NewStore()
-	store.Swap(table)
-	reg := prometheus.NewRegistry()
-	g, err := gateway.New(gateway.Options{Store: store, AllowLocalUpstreams: true, Registerer: reg})
+	gw.store = routing.NewStore()
+	gw.store.Swap(table)
+	gw.reg = prometheus.NewRegistry()
+	g, err := gateway.New(gateway.Options{Store: gw.store, AllowLocalUpstreams: true, Registerer: gw.reg})
 	if err != nil {
-		return "", nil, func() {}, err
+		return gw, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, func() {}, err
+		return gw, err
 	}
 	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	sctx, cancel := context.WithCancel(ctx)
-	if b == routing.CacheAware {
-		go func() { _ = (&scrape.Scraper{Store: store, Client: scrape.NewClient(true)}).Start(sctx) }()
+	if metrics {
+		go func() { _ = (&scrape.Scraper{Store: gw.store, Client: scrape.NewClient(true)}).Start(sctx) }()
 	}
-	return "http://" + ln.Addr().String(), reg, func() { cancel(); _ = srv.Close() }, nil
+	gw.url = "http://" + ln.Addr().String()
+	gw.stop = func() { cancel(); _ = srv.Close() }
+	return gw, nil
 }
 
 // picks sums the gateways' infergate_gateway_provider_picks_total by choice.

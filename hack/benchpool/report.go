@@ -40,6 +40,7 @@ type phase struct {
 type report struct {
 	pool, weights []int
 	phases        []phase
+	fallback      *fallbackPhase // the fallback phase, when run
 }
 
 func (r *report) add(p phase) { r.phases = append(r.phases, p) }
@@ -95,8 +96,20 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
+// list writes v as "8, 8, 3".
+func list(v []int) string {
+	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(v)), ", "), "[]")
+}
+
+// met tells whether a target is met.
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
 func (r *report) write(w io.Writer) {
-	list := func(v []int) string { return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(v)), ", "), "[]") }
 	fmt.Fprintf(w, "Pool: %d simulated servers with max-num-seqs %s, weights %s in the entity; %d output tokens per request; %v of arrivals per phase, the first %v left out.\n",
 		len(r.pool), list(r.pool), list(r.weights), outputTokens, *duration, *warmup)
 	var checks []string
@@ -123,8 +136,11 @@ func (r *report) write(w io.Writer) {
 		}
 		checks = append(checks, targets(p, figs)...)
 	}
+	if r.fallback != nil {
+		checks = append(checks, r.fallback.write(w)...)
+	}
 	if len(checks) > 0 {
-		fmt.Fprintln(w, "\n### Targets (against RoundRobin and the oracle in the same phase)")
+		fmt.Fprintln(w, "\n### Targets (against RoundRobin and the oracle in the same phase; the fallback phase's against its unsaturated reference)")
 		fmt.Fprintln(w)
 		for _, c := range checks {
 			fmt.Fprintln(w, "- "+c)
@@ -159,12 +175,6 @@ func targets(p phase, figs map[string]figures) []string {
 		return nil
 	}
 	ratio := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
-	met := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "NOT met"
-	}
 	at := fmt.Sprintf("%s at %.0f %%", p.workload.name, p.share*100)
 	var out []string
 	p50 := func(f figures) time.Duration { return f.ttftP50 }
