@@ -24,6 +24,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -124,16 +125,23 @@ func (pr *proxyRequest) useTarget(i int) {
 	pr.tried = 0
 }
 
-// fallBack moves the request on to the next target of its plan that has a provider to try,
-// counting why it left the current one; false when no target is left.
+// fallBack moves the request on to the next target of its plan that has a provider to try
+// and a free slot, counting why it left each one it passes; the last target takes it
+// whatever its state. False when no target is left.
 func (g *Gateway) fallBack(pr *proxyRequest, now time.Time, reason string) bool {
 	for pr.target != nil && pr.step+1 < len(pr.plan) {
 		g.metrics.fellBack(pr.label, pr.entity.Name, pr.target.Entity.ID, reason)
 		pr.useTarget(pr.step + 1)
-		if !allEjected(pr.serving, now) || pr.step == len(pr.plan)-1 {
+		switch {
+		case pr.step == len(pr.plan)-1:
+			return true
+		case allEjected(pr.serving, now):
+			reason = reasonUnroutable
+		case saturated(g.room(pr.serving, now)):
+			reason = reasonSaturated
+		default:
 			return true
 		}
-		reason = reasonUnroutable
 	}
 	return false
 }
@@ -161,6 +169,9 @@ func allEjected(e *routing.Entity, now time.Time) bool {
 	}
 	return true
 }
+
+// saturated tells whether a pool's room is known and has no free slot.
+func saturated(r flow.Room) bool { return r.Free != flow.Unbounded && r.Free <= 0 }
 
 // full tells whether provider p's model server has no free slot, by its fresh report; a
 // server whose capacity is not known is never full.

@@ -335,16 +335,21 @@ func TestVirtualModelServedNameAndRewrite(t *testing.T) {
 
 // selfHostedWithCloud is sharedPool's team/llama on a simulated vLLM server (seqs slots), a
 // team/cloud beside it, and team/chat over llama then cloud.
-func selfHostedWithCloud(t *testing.T, seqs int, class flow.Class) (*virtual, *upstream) {
+// With first, team/chat tries team/flaky (a simulator of its own) before llama.
+func selfHostedWithCloud(t *testing.T, seqs int, class flow.Class, first ...bool) (*virtual, *upstream) {
 	t.Helper()
 	cloud := newUpstream(t, simulator.Options{Name: "cloud", Models: []string{"m-cloud"}})
+	flaky := newUpstream(t, simulator.Options{Name: "flaky", Models: []string{"m-flaky"}})
 	g, up := sharedPool(t, simulator.Options{Name: "self-hosted", MaxNumSeqs: seqs, ChunkDelay: 20 * time.Millisecond}, func(s *routing.Spec) {
-		s.Providers = append(s.Providers, provider("team", "p-cloud", cloud.srv.URL))
-		s.Entities = append(s.Entities, entity("team", "cloud", backend("team", "p-cloud", "m-cloud")),
-			routing.EntitySpec{Workspace: "team", Name: "chat", Priority: class, Targets: []routing.TargetSpec{
-				{Workspace: "team", Name: "llama", Weight: 1}, {Workspace: "team", Name: "cloud", Weight: 1, Order: 1}}})
+		s.Providers = append(s.Providers, provider("team", "p-cloud", cloud.srv.URL), provider("team", "p-flaky", flaky.srv.URL))
+		chat := routing.EntitySpec{Workspace: "team", Name: "chat", Priority: class, Targets: []routing.TargetSpec{
+			{Workspace: "team", Name: "llama", Weight: 1, Order: 1}, {Workspace: "team", Name: "cloud", Weight: 1, Order: 2}}}
+		if len(first) > 0 && first[0] {
+			chat.Targets = append(chat.Targets, routing.TargetSpec{Workspace: "team", Name: "flaky", Weight: 1})
+		}
+		s.Entities = append(s.Entities, entity("team", "cloud", backend("team", "p-cloud", "m-cloud")), entity("team", "flaky", backend("team", "p-flaky", "m-flaky")), chat)
 	}, "team")
-	return &virtual{gw: g, ups: map[string]*upstream{"cloud": cloud, "self-hosted": up}}, up
+	return &virtual{gw: g, ups: map[string]*upstream{"cloud": cloud, "self-hosted": up, "flaky": flaky}}, up
 }
 
 // report waits until the gateway's report of the self-hosted server satisfies ok.
@@ -445,5 +450,45 @@ func TestVirtualModelSheddableHandsOverBeforeTheReserve(t *testing.T) {
 				t.Errorf("%v requests met the queue", got)
 			}
 		})
+	}
+}
+
+// A target whose every provider is ejected is passed over without an attempt.
+func TestVirtualModelPassesOverAnEjectedTarget(t *testing.T) {
+	v := newVirtual(t, routing.AffinityNone, targetDef{name: "self-hosted", weight: 1}, targetDef{name: "cloud", weight: 1, order: 1})
+	v.ups["self-hosted"].sim.SetStatus(http.StatusTooManyRequests)
+	for _, stream := range []bool{false, true} {
+		resp, body := do(t, http.MethodPost, v.base("team")+"/openai/-/v1/chat/completions",
+			`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"Content-Type": "application/json", "X-Sim-Retry-After": "60"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		// The 429's Retry-After ejected self-hosted's one provider for a minute: the next
+		// request goes to cloud at once.
+		text, models, err := v.ask(t, stream, "Say hello")
+		servedBy(t, text, models, err, "cloud")
+	}
+	if n := v.served("self-hosted"); n != 1 {
+		t.Errorf("the ejected target was asked %d times, want once (the 429)", n)
+	}
+	if got := v.fallbacks(t, "self-hosted", "unroutable"); got != 3 {
+		t.Errorf("fallbacks_total{reason=unroutable} = %v, want 3", got)
+	}
+}
+
+// A request that leaves a failed target passes over a saturated one to the next with room.
+func TestVirtualModelFallsBackPastASaturatedTarget(t *testing.T) {
+	v, up := selfHostedWithCloud(t, 2, flow.Standard, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	(&server{url: up.srv.URL}).occupy(ctx, t, 4)
+	v.report(t, func(r routing.EngineReport) bool { return r.Waiting > 0 })
+	v.ups["flaky"].sim.SetStatus(http.StatusServiceUnavailable)
+	text, models, err := v.ask(t, true, "Say hello")
+	servedBy(t, text, models, err, "cloud")
+	for target, reason := range map[string]string{"team/flaky": "503", "team/llama": "saturated"} {
+		if got := counter(t, v.reg, "infergate_gateway_fallbacks_total", map[string]string{"target": target, "reason": reason}); got != 1 {
+			t.Errorf("fallbacks_total{target=%s,reason=%s} = %v, want 1", target, reason, got)
+		}
 	}
 }
