@@ -175,6 +175,27 @@ spec: {servedModelName: busy-model, queue: {maxTime: 200ms}}
 		return nil
 	})
 
+	// A virtual model over busy, then llama: busy's pool is full, so its requests go to llama
+	// at once, counted by target and as fallbacks.
+	c.apply(`
+apiVersion: inference.infergate.dev/v1alpha1
+kind: ModelEntity
+metadata: {name: assistant, namespace: team}
+spec:
+  targets: [{name: busy}, {name: llama, order: 1}]
+`)
+	c.run("wait", "--for=condition=Ready", "-n", "team", "modelentity/assistant", "--timeout=30s")
+	c.eventually(10*time.Second, func() error {
+		resp, err := client.Chat.Completions.New(ctxTimeout(t, 10*time.Second), chat("assistant"))
+		if err != nil {
+			return err
+		}
+		if resp.Model != "team/assistant" || !strings.Contains(resp.Choices[0].Message.Content, "sim-a") {
+			return fmt.Errorf("the virtual model answered %+v, want sim-a's answer named team/assistant", resp)
+		}
+		return nil
+	})
+
 	// A budget that refuses the third request: decisions, refusals, usage, store calls.
 	c.apply(`
 apiVersion: inference.infergate.dev/v1alpha1
