@@ -68,7 +68,7 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 		if len(b.Providers) > 0 && providers == nil {
 			providers = pr.reachable()
 		}
-		if !b.Applies(pr.rt.workspace, name, groups, entity, providers) {
+		if !b.Applies(pr.rt.workspace, name, groups, entity, providers) && !pr.appliesThroughTarget(b, name, groups, providers) {
 			continue
 		}
 		for i := range b.Limits {
@@ -131,6 +131,24 @@ func (g *Gateway) admit(w http.ResponseWriter, pr *proxyRequest, table *routing.
 	m.budgetDecisions.WithLabelValues(pr.rt.workspace, decision, d.Via).Inc()
 	pr.askUsage()
 	return nil
+}
+
+// appliesThroughTarget tells whether budget b, which names model entities, applies to a
+// virtual model's request through one of its targets: a budget on an entity holds however
+// clients reach it. Targets count when they are of the request's workspace, or, for a global
+// budget, whatever their workspace (a global budget names entities in every workspace).
+func (pr *proxyRequest) appliesThroughTarget(b *quota.Budget, name string, groups []string, providers []string) bool {
+	e := pr.entity
+	if e == nil || !e.Virtual() || len(b.Entities) == 0 {
+		return false
+	}
+	for i := range e.Targets {
+		t := e.Targets[i].Entity
+		if t != e && (t.Workspace == pr.rt.workspace || b.Global) && b.Applies(pr.rt.workspace, name, groups, t.Name, providers) {
+			return true
+		}
+	}
+	return false
 }
 
 // reachable lists the providers ("namespace/name") a request may reach: for a virtual model,

@@ -607,3 +607,32 @@ func settled(t *testing.T, g *gw, budget string, lo, hi float64, timeout time.Du
 		return nil
 	})
 }
+
+// A budget on an entity holds for the virtual models that target it: an alias is no way
+// around it.
+func TestBudgetOnAnEntityHoldsThroughAVirtualModel(t *testing.T) {
+	up := newUpstream(t, simulator.Options{})
+	l, err := quota.NewLimiter(quota.LimiterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testBudget("chat-two-a-minute", rpm(2))
+	b.Entities = []string{"chat"}
+	spec := routing.Spec{
+		Providers: []routing.ProviderSpec{provider("team-a", "sim", up.srv.URL)},
+		Entities: []routing.EntitySpec{entity("team-a", "chat", backend("team-a", "sim", "sim/model")),
+			{Workspace: "team-a", Name: "alias", Targets: []routing.TargetSpec{{Workspace: "team-a", Name: "chat", Weight: 1}}}},
+		Budgets: []*quota.Budget{b},
+	}
+	g := newGateway(t, spec, gateway.Options{Limiter: l})
+	for i, model := range []string{"alias", "chat", "alias"} {
+		resp, data := rawChat(t, g, `{"model":"`+model+`","messages":[]}`)
+		want := http.StatusOK
+		if i == 2 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Errorf("request %d for %s: %d %s, want %d", i+1, model, resp.StatusCode, data, want)
+		}
+	}
+}
