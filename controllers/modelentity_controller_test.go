@@ -158,6 +158,15 @@ func TestVirtualModelResolvesItsTargets(t *testing.T) {
 		return nil
 	})
 
+	// A served name a target sends is held to what the target's providers serve.
+	other := target("llama", "", 1, 0)
+	other.ServedModelName = "meta/not-enabled"
+	pinned := virtualEntity(ns, "pinned", other)
+	create(t, pinned)
+	if c := readyReason(t, pinned, inferencev1alpha1.ReasonNoReadyTarget); !strings.Contains(c.Message, `no ready provider of target `+ns+`/llama serves "meta/not-enabled"`) {
+		t.Errorf("message %q", c.Message)
+	}
+
 	// Virtual models that target each other: the resolver refuses the cycle and shows it.
 	create(t, virtualEntity(ns, "ping", target("pong", "", 1, 0)), virtualEntity(ns, "pong", target("ping", "", 1, 0)))
 	if c := readyReason(t, virtualEntity(ns, "ping"), inferencev1alpha1.ReasonTargetCycle); !strings.Contains(c.Message, ns+"/ping → "+ns+"/pong → "+ns+"/ping") {

@@ -62,8 +62,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			g.metrics.picked(e.Balancing, choice)
 			pr.tried |= 1 << idx
 			pr.backend = &e.Backends[idx]
-			p = pr.backend.Provider
-			served, _ = pr.servedName()
+			p, served = pr.backend.Provider, pr.backend.ServedModelJSON
 			// The server is about to read the prompt: it will probably hold its blocks.
 			p.Prefixes.Add(pr.blocks)
 		}

@@ -74,8 +74,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		resp.Body.Close()
 		return errUpstreamAuth(pr.current.ID, resp.StatusCode)
 	}
-	_, served := pr.servedName()
-	pr.rw.served = []byte(served)
+	pr.rw.served = []byte(pr.backend.ServedModel)
 	pr.rw.id = pr.entity.IDJSON
 	ct := resp.Header.Get("Content-Type")
 	switch {

@@ -151,15 +151,6 @@ func (pr *proxyRequest) fallbackLeft() bool {
 	return pr.target != nil && pr.step+1 < len(pr.plan)
 }
 
-// servedName is the model name the current attempt sends: the target's, when it sets one,
-// else the backend's.
-func (pr *proxyRequest) servedName() (quoted []byte, name string) {
-	if t := pr.target; t != nil && t.ServedModelJSON != nil {
-		return t.ServedModelJSON, t.ServedModel
-	}
-	return pr.backend.ServedModelJSON, pr.backend.ServedModel
-}
-
 // allEjected tells whether every provider of e is ejected now.
 func allEjected(e *routing.Entity, now time.Time) bool {
 	for i := range e.Backends {

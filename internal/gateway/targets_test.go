@@ -299,7 +299,7 @@ func TestVirtualModelServedNameAndRewrite(t *testing.T) {
 		Providers: []routing.ProviderSpec{provider("system", "build", up.srv.URL)},
 		Entities: []routing.EntitySpec{
 			entity("system", "big", backend("system", "build", "vendor/big")),
-			{Workspace: "team", Name: "chat", Created: time.Unix(1700000000, 0), Targets: []routing.TargetSpec{{Workspace: "system", Name: "big", Weight: 1, ServedModel: "vendor/big-v2"}}},
+			{Workspace: "team", Name: "chat", Created: time.Unix(1700000000, 0), Targets: []routing.TargetSpec{{Workspace: "system", Name: "big", Weight: 1, Backends: []routing.BackendSpec{backend("system", "build", "vendor/big-v2")}}}},
 		},
 	}
 	g := newGateway(t, spec, gateway.Options{AccessLog: false})

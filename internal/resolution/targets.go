@@ -46,6 +46,9 @@ type Target struct {
 	// Reason and Message say why a target is not ready.
 	Reason  inferencev1alpha1.ConditionReason
 	Message string
+	// Backends are, for a target that sets ServedModelName, the target's ready providers that
+	// serve that name, with it: the name may not reach a provider that does not list it.
+	Backends []Backend
 }
 
 // ID is the target's "namespace/name".
@@ -134,6 +137,26 @@ func (ix *Index) checkTarget(e *inferencev1alpha1.ModelEntity, t *Target) (usabl
 		return false, false, inferencev1alpha1.ReasonTargetCycle, "spec.targets names " + id + " itself, which has no spec.servedModelName: a cycle"
 	}
 	backends := ix.Resolve(target)
+	if t.ServedModelName != "" {
+		// The name a target sends is held to what each provider serves, as a name an entity
+		// gives its providers is (check): spec.enabledModels must not be a suggestion.
+		t.Backends = make([]Backend, 0, len(backends))
+		for _, b := range backends {
+			if !b.Ready {
+				continue
+			}
+			p, _ := ix.Provider(b.Namespace, b.Name)
+			if len(p.Status.Models) > 0 && !slices.Contains(p.Status.Models, t.ServedModelName) {
+				continue
+			}
+			b.ServedModelName = t.ServedModelName
+			t.Backends = append(t.Backends, b)
+		}
+		if len(t.Backends) == 0 {
+			return true, false, inferencev1alpha1.ReasonNoReadyTarget, fmt.Sprintf("no ready provider of target %s serves %q (spec.targets servedModelName)", id, t.ServedModelName)
+		}
+		return true, true, "", ""
+	}
 	if slices.ContainsFunc(backends, func(b Backend) bool { return b.Ready }) {
 		return true, true, "", ""
 	}

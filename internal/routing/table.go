@@ -292,6 +292,8 @@ type Table struct {
 	global  []*quota.Budget
 	// shareWeights are the workspaces' fair-share weights.
 	shareWeights map[string]float64
+	// quote returns a served name as a JSON string, each once; set while New builds.
+	quote func(string) []byte
 }
 
 // Budgets returns the budgets that may apply to requests of workspace ws, most specific first.
@@ -441,7 +443,7 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 
 	// Served names repeat across entities: quote each once.
 	quoted := map[string][]byte{}
-	quote := func(s string) []byte {
+	t.quote = func(s string) []byte {
 		q, ok := quoted[s]
 		if !ok {
 			q = jsonfield.AppendString(nil, s)
@@ -451,51 +453,10 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 	}
 	for i := range spec.Entities {
 		es := &spec.Entities[i]
-		key := Key{es.Workspace, es.Name}
-		e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths, Priority: es.Priority, Affinity: es.Affinity}
-		if len(e.Paths) == 0 {
-			e.Paths = DefaultPaths
-		}
-		e.IDJSON = jsonfield.AppendString(nil, e.ID)
-		e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
-		for _, b := range es.Backends {
-			p, ok := t.providers[Key{b.Workspace, b.Name}]
-			if !ok {
-				errs = append(errs, fmt.Errorf("entity %s: provider %s/%s is not in the table", e.ID, b.Workspace, b.Name))
-				continue
-			}
-			if !p.Ready || b.ServedModel == "" {
-				continue
-			}
-			if len(e.Backends) == MaxBackends {
-				errs = append(errs, fmt.Errorf("entity %s: more than %d ready providers, the rest are ignored", e.ID, MaxBackends))
-				break
-			}
-			e.Backends = append(e.Backends, Backend{
-				Provider:        p,
-				ServedModel:     b.ServedModel,
-				ServedModelJSON: quote(b.ServedModel),
-				Weight:          max(b.Weight, 1),
-			})
-		}
-		e.Queue, e.Pool = queueOf(es.Queue, e.Backends), poolOf(e.Backends)
-		if e.Balancing == RoundRobin && len(e.Backends) > 1 {
-			weights := make([]int, len(e.Backends))
-			for i, b := range e.Backends {
-				weights[i] = b.Weight
-			}
-			e.schedule = smoothSchedule(weights)
-			if prev != nil {
-				if old, ok := prev.entities[key]; ok {
-					// Go on from where the last table was, not from the first provider again.
-					e.rr.Store(old.rr.Load())
-				}
-			}
-		}
-		model, _ := json.Marshal(openAIModel{ID: e.ID, Object: "model", Created: es.Created.Unix(), OwnedBy: es.Workspace})
-		e.ModelJSON = model
-		t.entities[key] = e
-		t.workspaces[key.Workspace] = struct{}{}
+		e, eerrs := t.newEntity(es, prev)
+		errs = append(errs, eerrs...)
+		t.entities[e.Key] = e
+		t.workspaces[e.Workspace] = struct{}{}
 	}
 	errs = append(errs, t.linkTargets(spec.Entities)...)
 	for i := range spec.Entities {
@@ -510,6 +471,55 @@ func New(spec Spec, prev *Table) (*Table, []error) {
 		t.models[ws] = ModelList(list)
 	}
 	return t, errs
+}
+
+// newEntity builds the entity of es on the providers of t; prev, when set, hands on its
+// RoundRobin position.
+func (t *Table) newEntity(es *EntitySpec, prev *Table) (*Entity, []error) {
+	var errs []error
+	key := Key{es.Workspace, es.Name}
+	e := &Entity{Key: key, ID: key.String(), RetryOn: es.RetryOn, Balancing: es.Balancing, Paths: es.Paths, Priority: es.Priority, Affinity: es.Affinity}
+	if len(e.Paths) == 0 {
+		e.Paths = DefaultPaths
+	}
+	e.IDJSON = jsonfield.AppendString(nil, e.ID)
+	e.Backends = make([]Backend, 0, min(len(es.Backends), MaxBackends))
+	for _, b := range es.Backends {
+		p, ok := t.providers[Key{b.Workspace, b.Name}]
+		if !ok {
+			errs = append(errs, fmt.Errorf("entity %s: provider %s/%s is not in the table", e.ID, b.Workspace, b.Name))
+			continue
+		}
+		if !p.Ready || b.ServedModel == "" {
+			continue
+		}
+		if len(e.Backends) == MaxBackends {
+			errs = append(errs, fmt.Errorf("entity %s: more than %d ready providers, the rest are ignored", e.ID, MaxBackends))
+			break
+		}
+		e.Backends = append(e.Backends, Backend{
+			Provider:        p,
+			ServedModel:     b.ServedModel,
+			ServedModelJSON: t.quote(b.ServedModel),
+			Weight:          max(b.Weight, 1),
+		})
+	}
+	e.Queue, e.Pool = queueOf(es.Queue, e.Backends), poolOf(e.Backends)
+	if e.Balancing == RoundRobin && len(e.Backends) > 1 {
+		weights := make([]int, len(e.Backends))
+		for i, b := range e.Backends {
+			weights[i] = b.Weight
+		}
+		e.schedule = smoothSchedule(weights)
+		if prev != nil {
+			if old, ok := prev.entities[key]; ok {
+				// Go on from where the last table was, not from the first provider again.
+				e.rr.Store(old.rr.Load())
+			}
+		}
+	}
+	e.ModelJSON, _ = json.Marshal(openAIModel{ID: e.ID, Object: "model", Created: es.Created.Unix(), OwnedBy: es.Workspace})
+	return e, errs
 }
 
 type openAIModel struct {

@@ -22,8 +22,6 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-
-	"github.com/infergate/infergate/internal/jsonfield"
 )
 
 // MaxTargets bounds the targets of a virtual model.
@@ -36,8 +34,10 @@ type TargetSpec struct {
 	Weight int
 	// Order ranks fallbacks: the lowest first.
 	Order int
-	// ServedModel, when set, is sent to the target's providers instead of their served names.
-	ServedModel string
+	// Backends, when not nil, replace the target entity's own: a target that sets the served
+	// name to send may use only the providers that serve it (the builder of the spec checks
+	// that), each with that name.
+	Backends []BackendSpec
 	// TimeToFirstToken bounds the wait for a stream's first bytes from the target, past which
 	// the request falls back to the next target; 0 for none.
 	TimeToFirstToken time.Duration
@@ -58,14 +58,11 @@ const (
 // Target is an entity that serves a virtual model.
 type Target struct {
 	// Entity is the target: an entity with providers of its own (the virtual model itself for
-	// a target naming it).
+	// a target naming it). For a target with backends of its own (TargetSpec.Backends), an
+	// entity of the same name and settings on those backends, in no table.
 	Entity *Entity
 	Weight int
 	Order  int
-	// ServedModelJSON, when set, replaces the served name of the target's backends, as a
-	// JSON string; ServedModel is it unquoted.
-	ServedModel     string
-	ServedModelJSON []byte
 	// TimeToFirstToken bounds the wait for a stream's first bytes; 0 for none.
 	TimeToFirstToken time.Duration
 
@@ -140,9 +137,12 @@ func (e *Entity) PlanTargets(dst []uint8, key uint64, trailing string) []uint8 {
 func (t *Table) linkTargets(specs []EntitySpec) []error {
 	var errs []error
 	virtual := map[Key]bool{}
+	byKey := map[Key]*EntitySpec{}
 	for i := range specs {
+		k := Key{specs[i].Workspace, specs[i].Name}
+		byKey[k] = &specs[i]
 		if specs[i].Targets != nil {
-			virtual[Key{specs[i].Workspace, specs[i].Name}] = true
+			virtual[k] = true
 		}
 	}
 	for i := range specs {
@@ -166,12 +166,15 @@ func (t *Table) linkTargets(specs []EntitySpec) []error {
 				errs = append(errs, fmt.Errorf("entity %s: target %s is a virtual model itself", e.ID, target.ID))
 				continue
 			}
-			tg := Target{Entity: target, Weight: max(ts.Weight, 1), Order: ts.Order, TimeToFirstToken: ts.TimeToFirstToken,
-				seed: xxhash.Sum64String(target.ID)}
-			if ts.ServedModel != "" {
-				tg.ServedModel, tg.ServedModelJSON = ts.ServedModel, jsonfield.AppendString(nil, ts.ServedModel)
+			if ts.Backends != nil {
+				own := *byKey[target.Key]
+				own.Backends, own.Targets = ts.Backends, nil
+				var berrs []error
+				target, berrs = t.newEntity(&own, nil)
+				errs = append(errs, berrs...)
 			}
-			e.Targets = append(e.Targets, tg)
+			e.Targets = append(e.Targets, Target{Entity: target, Weight: max(ts.Weight, 1), Order: ts.Order, TimeToFirstToken: ts.TimeToFirstToken,
+				seed: xxhash.Sum64String(target.ID)})
 		}
 		slices.SortStableFunc(e.Targets, func(a, b Target) int { return a.Order - b.Order })
 	}

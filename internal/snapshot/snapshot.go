@@ -324,10 +324,17 @@ func Build(ctx context.Context, r client.Reader, systemWorkspace string, grantsA
 			for _, t := range ix.ResolveTargets(e) {
 				// A target without a ready provider now may have one in the next table; one
 				// that is refused (not permitted, missing, a virtual model) has none.
-				if t.Usable {
-					es.Targets = append(es.Targets, routing.TargetSpec{Workspace: t.Namespace, Name: t.Name, Weight: int(t.Weight), Order: int(t.Order),
-						ServedModel: t.ServedModelName, TimeToFirstToken: t.TimeToFirstToken})
+				if !t.Usable {
+					continue
 				}
+				ts := routing.TargetSpec{Workspace: t.Namespace, Name: t.Name, Weight: int(t.Weight), Order: int(t.Order), TimeToFirstToken: t.TimeToFirstToken}
+				if t.ServedModelName != "" {
+					ts.Backends = []routing.BackendSpec{}
+					for _, be := range t.Backends {
+						ts.Backends = append(ts.Backends, routing.BackendSpec{Workspace: be.Namespace, Name: be.Name, ServedModel: be.ServedModelName, Weight: int(be.Weight)})
+					}
+				}
+				es.Targets = append(es.Targets, ts)
 			}
 		}
 		spec.Entities = append(spec.Entities, es)
