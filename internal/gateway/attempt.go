@@ -46,16 +46,21 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		if e := pr.serving; e != nil {
 			idx, choice := e.Pick(now, pr.tried, pr.blocks)
 			if choice == routing.NoBackend || (choice == routing.AllEjected && pr.fallbackLeft()) {
-				if g.fallBack(pr, now, reasonUnroutable) {
+				ok, apiErr := g.fallBack(pr, now, reasonUnroutable)
+				switch {
+				case apiErr != nil:
+					return nil, apiErr
+				case ok:
 					continue
-				}
-				if choice == routing.NoBackend {
+				case choice == routing.NoBackend:
 					return nil, errUpstreamUnreachable(pr.entity.ID)
 				}
 			}
 			if pr.fallbackLeft() && choice != routing.AllEjected {
 				if idx = roomier(e, idx, pr.tried, now); idx < 0 {
-					g.fallBack(pr, now, reasonSaturated)
+					if _, apiErr := g.fallBack(pr, now, reasonSaturated); apiErr != nil {
+						return nil, apiErr
+					}
 					continue
 				}
 			}
@@ -152,19 +157,21 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			pr.spanRetryAfter(resp)
 			return resp, err
 		}
-		if next == stepFallBack {
-			g.fallBack(pr, now, reason)
-			g.log.V(1).Info("falling back to the next target", "provider", p.ID, "reason", reason, "target", pr.serving.ID, "requestID", pr.requestID)
-		} else {
-			g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()
-			g.log.V(1).Info("retrying on another provider", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
-		}
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
 		p.Health.End()
 		pr.began = false
+		if next == stepRetry {
+			g.metrics.retries.WithLabelValues(p.Workspace, pr.entity.Name, p.Name, reason).Inc()
+			g.log.V(1).Info("retrying on another provider", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
+			continue
+		}
+		g.log.V(1).Info("falling back to the next target", "provider", p.ID, "reason", reason, "requestID", pr.requestID)
+		if _, apiErr := g.fallBack(pr, g.opts.Now(), reason); apiErr != nil {
+			return nil, apiErr
+		}
 	}
 }
 

@@ -182,7 +182,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt route, t
 	}
 	if e == nil && pr.entity != nil {
 		if e = g.planTargets(pr); e == nil {
-			e = g.hold(pr, table, ws)
+			e = g.hold(pr, table)
 		}
 		if e != nil && pr.budgeted {
 			pr.notRun, pr.status = true, e.status

@@ -40,10 +40,8 @@ const VerbPrioritize = "prioritize"
 // nothing of its class or a higher one waits and a provider has a free slot (or the pool's
 // capacity is not known), else it waits for one, in the order of package flow, for at most its
 // entity's queue time. A virtual model's request goes at once to the first target of its plan
-// whose pool takes it so (takeTarget), and waits only when none does. label is the workspace
-// as metrics name it.
-func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *apiError {
-	e := pr.serving
+// whose pool takes it so (takeTarget), and waits only when none does.
+func (g *Gateway) hold(pr *proxyRequest, table *routing.Table) *apiError {
 	class, apiErr := g.classOf(pr)
 	if apiErr != nil {
 		return apiErr
@@ -58,7 +56,14 @@ func (g *Gateway) hold(pr *proxyRequest, table *routing.Table, label string) *ap
 	if pr.target != nil && g.takeTarget(pr, now) {
 		return nil
 	}
-	e = pr.serving
+	return g.wait(pr, now)
+}
+
+// wait admits the request to the queue of the serving entity's pool: at once when it may go,
+// else it waits there for a slot, for at most the entity's queue time.
+func (g *Gateway) wait(pr *proxyRequest, now time.Time) *apiError {
+	e, t, label := pr.serving, &pr.ticket, pr.label
+	class := t.Class
 	q := g.pools.Queue(e.Pool)
 	wait, err := q.Admit(t, g.room(e, now), e.Queue.MaxLength, now)
 	if err == nil {
@@ -138,6 +143,20 @@ func (g *Gateway) classOf(pr *proxyRequest) (flow.Class, *apiError) {
 		}
 	}
 	return want, nil
+}
+
+// leave gives up the request's place in its pool before it has been served there, for another
+// pool: the slot it was dispatched to, and the tokens it was charged.
+func (g *Gateway) leave(pr *proxyRequest) {
+	q := pr.queue
+	if q == nil {
+		return
+	}
+	pr.queue = nil
+	t := &pr.ticket
+	q.Started(t)
+	q.Charge(t, -t.Cost)
+	q.Wake()
 }
 
 // released ends the request's hold on its pool once it is over: its pending slot, if it never

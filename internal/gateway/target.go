@@ -125,25 +125,35 @@ func (pr *proxyRequest) useTarget(i int) {
 	pr.tried = 0
 }
 
-// fallBack moves the request on to the next target of its plan that has a provider to try
-// and a free slot, counting why it left each one it passes; the last target takes it
-// whatever its state. False when no target is left.
-func (g *Gateway) fallBack(pr *proxyRequest, now time.Time, reason string) bool {
+// fallBack moves the request on to the next target of its plan whose providers are not all
+// ejected and whose pool's queue dispatches it at once, counting why it left each one it
+// passes; the last target's queue holds it as any request (wait), which may refuse it. The
+// request's place moves with it from pool to pool, so that a hand-over is no way past the
+// priority and fair share of the pool it goes to. False when no target is left.
+func (g *Gateway) fallBack(pr *proxyRequest, now time.Time, reason string) (bool, *apiError) {
 	for pr.target != nil && pr.step+1 < len(pr.plan) {
 		g.metrics.fellBack(pr.label, pr.entity.Name, pr.target.Entity.ID, reason)
 		pr.useTarget(pr.step + 1)
-		switch {
-		case pr.step == len(pr.plan)-1:
-			return true
-		case allEjected(pr.serving, now):
+		last := pr.step == len(pr.plan)-1
+		if allEjected(pr.serving, now) && !last {
 			reason = reasonUnroutable
-		case saturated(g.room(pr.serving, now)):
-			reason = reasonSaturated
-		default:
-			return true
+			continue
 		}
+		q := g.pools.Queue(pr.serving.Pool)
+		if q == pr.queue {
+			return true, nil // the same providers' pool
+		}
+		g.leave(pr)
+		if q.TryAdmit(&pr.ticket, g.room(pr.serving, now), now) {
+			pr.queue = q
+			return true, nil
+		}
+		if last {
+			return true, g.wait(pr, now)
+		}
+		reason = reasonSaturated
 	}
-	return false
+	return false, nil
 }
 
 // fallbackLeft tells whether a target remains after the current one.

@@ -492,3 +492,35 @@ func TestVirtualModelFallsBackPastASaturatedTarget(t *testing.T) {
 		}
 	}
 }
+
+// A hand-over is no way past the next target's queue: when the last target's pool is
+// saturated, the request waits there like any request for it, and is refused after its queue
+// time, without reaching the full server.
+func TestVirtualModelHandOverWaitsInTheNextTargetsQueue(t *testing.T) {
+	flaky := newUpstream(t, simulator.Options{Name: "flaky", Models: []string{"m-flaky"}})
+	maxTime := 300 * time.Millisecond
+	g, up := sharedPool(t, simulator.Options{Name: "self-hosted", MaxNumSeqs: 2, ChunkDelay: 20 * time.Millisecond}, func(s *routing.Spec) {
+		s.Entities[0].Queue.MaxTime = &maxTime
+		s.Providers = append(s.Providers, provider("team", "p-flaky", flaky.srv.URL))
+		s.Entities = append(s.Entities, entity("team", "flaky", backend("team", "p-flaky", "m-flaky")),
+			routing.EntitySpec{Workspace: "team", Name: "chat", Targets: []routing.TargetSpec{
+				{Workspace: "team", Name: "flaky", Weight: 1}, {Workspace: "team", Name: "llama", Weight: 1, Order: 1}}})
+	}, "team")
+	v := &virtual{gw: g, ups: map[string]*upstream{"flaky": flaky, "self-hosted": up}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	(&server{url: up.srv.URL}).occupy(ctx, t, 4)
+	v.report(t, func(r routing.EngineReport) bool { return r.Waiting > 0 })
+	flaky.sim.SetStatus(http.StatusServiceUnavailable)
+	before := len(up.sim.Requests())
+	_, _, err := v.ask(t, false, "Say hello")
+	if code, apiCode, retryAfter := apiStatus(t, err); code != http.StatusTooManyRequests || apiCode != "queue_timeout" || retryAfter == "" {
+		t.Errorf("got %d %s (Retry-After %q), want 429 queue_timeout from llama's queue", code, apiCode, retryAfter)
+	}
+	if n := arrivals(up, before, "Say hello"); n != 0 {
+		t.Errorf("the full server received the request %d times", n)
+	}
+	if got := counter(t, g.reg, "infergate_gateway_queue_outcomes_total", map[string]string{"outcome": "timeout"}); got != 1 {
+		t.Errorf("queue timeouts %v, want 1", got)
+	}
+}
