@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -137,18 +138,31 @@ func (r *ModelEntityReconciler) index(ctx context.Context, e *inferencev1alpha1.
 	}
 	var entities []inferencev1alpha1.ModelEntity
 	if len(e.Spec.Targets) > 0 {
-		for _, t := range e.Spec.Targets {
-			if t.Namespace != "" && !slices.Contains(namespaces, t.Namespace) {
-				namespaces = append(namespaces, t.Namespace)
-			}
-		}
 		// Targets are resolved against every entity, so that a cycle through other namespaces
-		// shows; the cache holds them all anyway.
+		// shows; the cache holds them all anyway, and they are only read.
 		var list inferencev1alpha1.ModelEntityList
-		if err := r.List(ctx, &list); err != nil {
+		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("list model entities: %w", err)
 		}
 		entities = list.Items
+		// A target's readiness is that of its providers: those of its namespace and the ones
+		// it names elsewhere.
+		add := func(ns string) {
+			if ns != "" && !slices.Contains(namespaces, ns) {
+				namespaces = append(namespaces, ns)
+			}
+		}
+		for _, t := range e.Spec.Targets {
+			ns := cmp.Or(t.Namespace, e.Namespace)
+			add(ns)
+			for i := range entities {
+				if te := &entities[i]; te.Namespace == ns && te.Name == t.Name {
+					for _, ref := range te.Spec.Providers {
+						add(ref.Namespace)
+					}
+				}
+			}
+		}
 	}
 	var providers []inferencev1alpha1.Provider
 	var grants []gatewayv1beta1.ReferenceGrant

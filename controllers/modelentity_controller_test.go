@@ -193,4 +193,18 @@ func TestVirtualModelResolvesItsTargets(t *testing.T) {
 		},
 	})
 	readyReason(t, theirs, inferencev1alpha1.ReasonReady)
+
+	// A target whose providers are in a namespace that granted them is ready through them.
+	create(t, &gatewayv1beta1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "providers-for-" + ns},
+		Spec: gatewayv1beta1.ReferenceGrantSpec{
+			From: []gatewayv1beta1.ReferenceGrantFrom{{Group: "inference.infergate.dev", Kind: "ModelEntity", Namespace: gatewayv1beta1.Namespace(ns)}},
+			To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "inference.infergate.dev", Kind: "Provider"}},
+		},
+	})
+	create(t, entity(ns, "borrowed", "meta/llama", inferencev1alpha1.ProviderReference{Name: "theirs", Namespace: team}))
+	readyReason(t, entity(ns, "borrowed", "meta/llama"), inferencev1alpha1.ReasonReady)
+	viaGrant := virtualEntity(ns, "via-grant", target("borrowed", "", 1, 0))
+	create(t, viaGrant)
+	readyReason(t, viaGrant, inferencev1alpha1.ReasonReady)
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package resolution
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -154,5 +155,31 @@ func TestProviderReadyNeedsAProbeOfTheCurrentGeneration(t *testing.T) {
 	bs := NewIndex([]inferencev1alpha1.Provider{*stale}, nil, "system", true).Resolve(ent("team", "m", inferencev1alpha1.ProviderReference{Name: "p"}))
 	if bs[0].Ready || bs[0].Reason != inferencev1alpha1.ReasonNoReadyProvider || !strings.Contains(bs[0].Message, "has not been probed since its spec changed (generation 2)") {
 		t.Errorf("listed, spec changed: %+v", bs[0])
+	}
+}
+
+func virtual(ns, name string, targets ...string) inferencev1alpha1.ModelEntity {
+	e := inferencev1alpha1.ModelEntity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, t := range targets {
+		e.Spec.Targets = append(e.Spec.Targets, inferencev1alpha1.ModelTarget{Name: t})
+	}
+	return e
+}
+
+func TestTargetCycles(t *testing.T) {
+	entities := []inferencev1alpha1.ModelEntity{virtual("team", "ping", "pong"), virtual("team", "pong", "ping")}
+	// A ring of 100 virtual models: longer than the walk goes.
+	for i := range 100 {
+		entities = append(entities, virtual("team", fmt.Sprintf("r%d", i), fmt.Sprintf("r%d", (i+1)%100)))
+	}
+	ix := NewIndex(nil, nil, "system", false)
+	ix.AddEntities(entities)
+	ping := ix.ResolveTargets(&entities[0])
+	if len(ping) != 1 || ping[0].Reason != inferencev1alpha1.ReasonTargetCycle || ping[0].Message != "spec.targets forms a cycle: team/ping → team/pong → team/ping" {
+		t.Errorf("ping: %+v", ping)
+	}
+	ring := ix.ResolveTargets(&entities[2])
+	if len(ring) != 1 || ring[0].Usable || ring[0].Reason != inferencev1alpha1.ReasonNoReadyTarget || !strings.Contains(ring[0].Message, "is itself a virtual model") {
+		t.Errorf("a ring past the walk's bound: %+v", ring)
 	}
 }

@@ -17,6 +17,7 @@ limitations under the License.
 package resolution
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -164,44 +165,51 @@ func (ix *Index) checkTarget(e *inferencev1alpha1.ModelEntity, t *Target) (usabl
 	return true, false, inferencev1alpha1.ReasonNoReadyTarget, "target " + id + " has no ready provider: " + why
 }
 
-// cycle returns the path from e through the targets of target back to e, or nil.
+// maxCycleWalk bounds the virtual models the search for a cycle visits from one target: the
+// target is refused either way, and a tenant's thousands of virtual models must not make
+// every table build quadratic.
+const maxCycleWalk = 64
+
+// cycle returns the path from e through the targets of target back to e, or nil when there is
+// none within maxCycleWalk entities.
 func (ix *Index) cycle(e, target *inferencev1alpha1.ModelEntity) []string {
 	start := types.NamespacedName{Namespace: e.Namespace, Name: e.Name}
-	seen := map[types.NamespacedName]bool{}
-	var walk func(x *inferencev1alpha1.ModelEntity, path []string) []string
-	walk = func(x *inferencev1alpha1.ModelEntity, path []string) []string {
+	seen := make(map[types.NamespacedName]bool, maxCycleWalk)
+	var path []types.NamespacedName
+	var walk func(x *inferencev1alpha1.ModelEntity) bool
+	walk = func(x *inferencev1alpha1.ModelEntity) bool {
 		key := types.NamespacedName{Namespace: x.Namespace, Name: x.Name}
-		path = append(path, key.String())
 		if key == start {
-			return path
+			return true
 		}
-		if seen[key] {
-			return nil
+		if seen[key] || len(seen) == maxCycleWalk {
+			return false
 		}
 		seen[key] = true
+		path = append(path, key)
 		for _, ref := range x.Spec.Targets {
 			if isSelf(x, ref) {
 				continue
 			}
-			ns := cmpOr(ref.Namespace, x.Namespace)
-			if next, ok := ix.entities[types.NamespacedName{Namespace: ns, Name: ref.Name}]; ok {
-				if p := walk(next, path); p != nil {
-					return p
-				}
-			} else if ns == e.Namespace && ref.Name == e.Name {
-				return append(path, start.String())
+			next := types.NamespacedName{Namespace: cmp.Or(ref.Namespace, x.Namespace), Name: ref.Name}
+			if next == start {
+				return true
+			}
+			if nx, ok := ix.entities[next]; ok && walk(nx) {
+				return true
 			}
 		}
+		path = path[:len(path)-1]
+		return false
+	}
+	if !walk(target) {
 		return nil
 	}
-	return walk(target, []string{start.String()})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
+	out := []string{start.String()}
+	for _, k := range path {
+		out = append(out, k.String())
 	}
-	return b
+	return append(out, start.String())
 }
 
 // TargetSummary is the Ready condition of a virtual model with these targets.
