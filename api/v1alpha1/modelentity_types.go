@@ -172,10 +172,11 @@ type ModelTarget struct {
 
 	// TimeToFirstToken bounds, for a stream, the wait from sending the request to the target
 	// until the first bytes of its stream: past it, the attempt is abandoned and the request
-	// falls back to the next target. It does not apply to the last target a request may try.
+	// falls back to the next target. It does not apply to the last target a request may try,
+	// and replaces the provider's streamIdle timeout for that first wait. 100ms to 10m.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('10m')",message="timeToFirstToken must be more than 0 and at most 10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('10m')",message="timeToFirstToken must be at least 100ms and at most 10m"
 	// +optional
 	TimeToFirstToken *metav1.Duration `json:"timeToFirstToken,omitempty"`
 }

@@ -157,7 +157,7 @@ apiVersion: inference.infergate.dev/v1alpha1
 kind: ModelEntity
 metadata: {name: chat}
 spec:
-  targets: [{name: llama, timeToFirstToken: 0s}, {name: nvidia-build, namespace: system, timeToFirstToken: 1h}]`, []string{"spec.targets[0].timeToFirstToken", "timeToFirstToken must be more than 0 and at most 10m", "spec.targets[1].timeToFirstToken"}},
+  targets: [{name: llama, timeToFirstToken: 50ms}, {name: nvidia-build, namespace: system, timeToFirstToken: 1h}]`, []string{"spec.targets[0].timeToFirstToken", "timeToFirstToken must be at least 100ms and at most 10m", "spec.targets[1].timeToFirstToken"}},
 	{"providers without a served model", `
 apiVersion: inference.infergate.dev/v1alpha1
 kind: ModelEntity

@@ -97,6 +97,7 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 		switch {
 		case err != nil:
 			if pr.in.Context().Err() != nil {
+				pr.disarmStall()
 				return nil, err // the client went away
 			}
 			reason, safe = failureOf(err)
@@ -107,13 +108,18 @@ func (g *Gateway) RoundTrip(out *http.Request) (*http.Response, error) {
 			reason = codeLabel(resp.StatusCode)
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		case pr.fallbackLeft() && mayBeContextLength(resp.StatusCode):
-			if contextTooLong(resp) {
+			if pr.contextTooLong(resp) {
 				reason = reasonContextLength
 			}
+		case pr.fallbackLeft() && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
+			// The provider refused the gateway's key: its problem, not the client's; another
+			// target may take the request.
+			reason, safe = codeLabel(resp.StatusCode), true
 		}
 		if reason == "" && pr.serving != nil {
 			if err = pr.awaitFirstBytes(resp); err != nil {
 				if pr.ctx.Err() != nil {
+					pr.disarmStall()
 					return nil, err // the client went away, or the stream idle timeout ended the request
 				}
 				resp = nil
@@ -205,10 +211,11 @@ func (g *Gateway) nextStep(pr *proxyRequest, reason string, safe bool) int {
 	return stepAnswer
 }
 
-// spanRetryAfter gives a 429 or 503 answer that ends a request the shortest Retry-After any
-// of its attempts was given: when the first of its targets may take it again.
+// spanRetryAfter gives a 429 or 503 answer that ends a virtual model's request the shortest
+// Retry-After any of its attempts was given: when the first of its targets may take it again.
+// Other entities pass their last provider's on.
 func (pr *proxyRequest) spanRetryAfter(resp *http.Response) {
-	if resp == nil || pr.retryAfter <= 0 || pr.attempts < 2 ||
+	if resp == nil || pr.target == nil || pr.retryAfter <= 0 || pr.attempts < 2 ||
 		(resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
 		return
 	}

@@ -79,13 +79,17 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+// maxRetryAfter bounds the seconds of a Retry-After an upstream sends, so that no count of
+// them overflows a time.Duration.
+const maxRetryAfter = 24 * 60 * 60
+
+// parseRetryAfter reads a Retry-After header: seconds (at most a day) or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
 	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+		return time.Duration(min(s, maxRetryAfter)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)
@@ -121,11 +125,20 @@ var contextLengthWordings = []string{
 // maxErrorPeek bounds the bytes of an error answer read to classify it.
 const maxErrorPeek = 16 << 10
 
-// contextTooLong reads the start of an error answer and tells whether it says the prompt
-// exceeds the model's context; the body is left whole for the client either way.
-func contextTooLong(resp *http.Response) bool {
+// contextTooLong reads the start of an error answer, under the stream idle timeout as any
+// response body, and tells whether it says the prompt exceeds the model's context; the body is
+// left whole for the client either way.
+func (pr *proxyRequest) contextTooLong(resp *http.Response) bool {
 	buf := make([]byte, maxErrorPeek)
-	n, err := io.ReadFull(resp.Body, buf)
+	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var k int
+		k, err = idle.read(resp.Body, buf[n:])
+		n += k
+	}
+	idle.release()
 	buf = buf[:n]
 	var rest io.Reader = resp.Body
 	if err != nil {

@@ -55,17 +55,25 @@ func (f *firstBytes) Close() error {
 	return f.src.Close()
 }
 
-// awaitFirstBytes waits, under the stream idle timeout, for the first bytes of a streamed
-// response, and keeps them for the client. It returns the error that ended the body before
+// awaitFirstBytes waits, under the stream idle timeout (or a virtual model's target's time to
+// first token, when armed), for the first bytes of a streamed response, and keeps them for the
+// client. It returns the error that ended the body before
 // any; resp is then closed.
 func (pr *proxyRequest) awaitFirstBytes(resp *http.Response) error {
 	if resp.StatusCode != http.StatusOK || !isSSE(resp.Header.Get("Content-Type")) {
 		return nil
 	}
 	buf := firstBytesPool.Get().(*[]byte)
-	idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
-	n, err := idle.read(resp.Body, *buf)
-	idle.release()
+	var n int
+	var err error
+	if pr.stall != nil {
+		// The target's time to first token bounds the wait, and ends the attempt alone.
+		n, err = resp.Body.Read(*buf)
+	} else {
+		idle := newIdleTimer(pr.timeouts.StreamIdle, pr.cancel)
+		n, err = idle.read(resp.Body, *buf)
+		idle.release()
+	}
 	if n == 0 {
 		firstBytesPool.Put(buf)
 		resp.Body.Close()

@@ -116,3 +116,40 @@ func needsPrefix(e *routing.Entity) bool {
 	}
 	return false
 }
+
+// conversationKey keeps a conversation on one target of a virtual model (Conversation
+// affinity): it hashes what stays the same from turn to turn, the instructions and the chat
+// messages (or Responses input items) up to and including the first user message, or a
+// Responses input that is one text. False for a body with none of these, such as a completion
+// prompt.
+func conversationKey(body []byte, members []jsonfield.Member) (uint64, bool) {
+	var d xxhash.Digest
+	d.Reset()
+	found := false
+	if m, ok := jsonfield.Find(body, members, "instructions"); ok {
+		_, _ = d.Write(m.Value(body))
+		found = true
+	}
+	for _, name := range [...]string{"messages", "input"} {
+		m, ok := jsonfield.Find(body, members, name)
+		if !ok {
+			continue
+		}
+		v := m.Value(body)
+		if len(v) > 0 && v[0] == '"' {
+			_, _ = d.Write(v)
+			return d.Sum64(), true
+		}
+		for el := range jsonfield.Elements(v) {
+			_, _ = d.Write(el)
+			found = true
+			if role, ok := jsonfield.Field(el, "role"); ok {
+				if r, ok := jsonfield.StringValue(role); ok && string(r) == "user" {
+					break
+				}
+			}
+		}
+		break
+	}
+	return d.Sum64(), found
+}

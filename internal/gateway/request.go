@@ -118,6 +118,11 @@ func fromContext(ctx context.Context) *proxyRequest {
 }
 
 func (pr *proxyRequest) currentID() string {
+	if pr.target != nil {
+		// The caller may call the virtual model, not necessarily its targets: their providers
+		// go unnamed.
+		return "of " + pr.entity.ID
+	}
 	if pr.current != nil {
 		return pr.current.ID
 	}

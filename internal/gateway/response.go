@@ -72,9 +72,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		// The upstream refused our key: that is the gateway's problem, not the client's.
 		idle.release()
 		resp.Body.Close()
-		return errUpstreamAuth(pr.current.ID, resp.StatusCode)
+		return errUpstreamAuth(pr.currentID(), resp.StatusCode)
 	}
 	pr.rw.served = []byte(pr.backend.ServedModel)
+	pr.rw.any = pr.target != nil
 	pr.rw.id = pr.entity.IDJSON
 	ct := resp.Header.Get("Content-Type")
 	switch {

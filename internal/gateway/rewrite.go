@@ -125,6 +125,7 @@ type usage struct {
 // reads usage. Its scratch slices are reused across calls.
 type responseRewriter struct {
 	served  []byte // the served name, unquoted
+	any     bool   // rewrite every model, whatever it names (a virtual model's response)
 	id      []byte // the entity id as a JSON string
 	members []jsonfield.Member
 	nested  []jsonfield.Member
@@ -189,14 +190,16 @@ func (rw *responseRewriter) rewrite(dst [][]byte, doc []byte) ([][]byte, usage) 
 	return append(dst, doc[pos:]), u
 }
 
-// isServed tells whether v is the served name as a JSON string; never on the provider route,
-// which has none and rewrites nothing.
+// isServed tells whether v is the served name as a JSON string, or any string for a virtual
+// model, whose targets' APIs may answer with a dated or versioned id (gpt-4o-2024-08-06 for
+// gpt-4o) that must not show through; never on the provider route, which has no served name
+// and rewrites nothing.
 func (rw *responseRewriter) isServed(v []byte) bool {
 	if len(rw.served) == 0 {
 		return false
 	}
 	s, ok := jsonfield.StringValue(v)
-	return ok && bytes.Equal(s, rw.served)
+	return ok && (rw.any || bytes.Equal(s, rw.served))
 }
 
 // readUsage reads prompt and completion tokens (or the Responses API's input and output

@@ -244,7 +244,7 @@ func (b *sseBody) Close() error {
 
 // idleEvent is the SSE error event that ends a stream whose upstream went silent.
 func (g *Gateway) idleEvent(pr *proxyRequest) []byte {
-	msg := "stream idle timeout: provider " + pr.current.ID + " sent nothing for " + pr.timeouts.StreamIdle.String()
+	msg := "stream idle timeout: provider " + pr.currentID() + " sent nothing for " + pr.timeouts.StreamIdle.String()
 	event := append([]byte(`data: {"error":{"message":`), jsonfield.AppendString(nil, msg)...)
 	return append(event, `,"type":"server_error","code":"stream_idle_timeout"}}`+"\n\n"...)
 }

@@ -99,7 +99,8 @@ func (g *Gateway) handedOver(pr *proxyRequest, why []string) {
 }
 
 // targetKey is the key that draws the request's target: the caller's or the conversation's
-// when the virtual model keeps them on one target, else a random one.
+// (conversationKey; for a completion prompt, its prefix key) when the virtual model keeps them
+// on one target, else a random one.
 func (pr *proxyRequest) targetKey() uint64 {
 	switch pr.entity.Affinity {
 	case routing.AffinityCaller:
@@ -110,8 +111,13 @@ func (pr *proxyRequest) targetKey() uint64 {
 			return routing.KeyOf(host)
 		}
 	case routing.AffinityConversation:
+		if pr.object {
+			if k, ok := conversationKey(pr.body.b, pr.members); ok {
+				return k
+			}
+		}
 		if k, ok := routing.PrefixKey(pr.blocks); ok {
-			return k
+			return k // a completion prompt: its first KiB
 		}
 	}
 	return rand.Uint64()

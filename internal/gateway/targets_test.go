@@ -164,21 +164,28 @@ func TestVirtualModelSplitsByWeight(t *testing.T) {
 
 func TestVirtualModelAffinityKeepsAConversationOnOneTarget(t *testing.T) {
 	v := newVirtual(t, routing.AffinityConversation, targetDef{name: "a", weight: 1}, targetDef{name: "b", weight: 1})
-	system := strings.Repeat("You answer questions about the weather in haiku. ", 20) // several prefix blocks
-	for i := range 30 {
-		if _, _, err := v.ask(t, false, system+fmt.Sprintf("Question %d?", i)); err != nil {
-			t.Fatal(err)
+	c := v.client("team")
+	converse := func(first string, turns int) {
+		t.Helper()
+		// A short first turn, then the conversation grows past a KiB: it stays on its target.
+		messages := []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You answer in haiku."), openai.UserMessage(first)}
+		for i := range turns {
+			resp, err := c.Chat.Completions.New(ctxTimeout(t, 10*time.Second), openai.ChatCompletionNewParams{Model: "chat", Messages: messages})
+			if err != nil {
+				t.Fatal(err)
+			}
+			messages = append(messages, openai.AssistantMessage(resp.Choices[0].Message.Content),
+				openai.UserMessage(fmt.Sprintf("Turn %d: ", i)+strings.Repeat("and then? ", 20)))
 		}
 	}
+	converse("Tell me about the weather.", 12)
 	if a, b := v.served("a"), v.served("b"); a != 0 && b != 0 {
 		t.Errorf("one conversation went to both targets: %d and %d requests", a, b)
 	}
 	// Conversations that begin otherwise spread by weight.
 	before := v.served("a")
 	for i := range 40 {
-		if _, _, err := v.ask(t, false, fmt.Sprintf("%d: ", i)+strings.Repeat("Tell me about ships. ", 60)); err != nil {
-			t.Fatal(err)
-		}
+		converse(fmt.Sprintf("Tell me about ship %d.", i), 1)
 	}
 	if got := v.served("a") - before; got == 0 || got == 40 {
 		t.Errorf("40 different conversations all went to one target (%d to a)", got)
@@ -210,6 +217,7 @@ func TestVirtualModelFallsBack(t *testing.T) {
 		{name: "connection refused", reason: "connect", first: targetDef{url: deadURL(t)}},
 		{name: "429", reason: "429"},
 		{name: "503", reason: "503"},
+		{name: "the provider refuses the gateway's key", reason: "401", first: targetDef{opts: simulator.Options{APIKey: "sk-not-configured"}}},
 		{name: "context too long", reason: "context_length", first: targetDef{opts: simulator.Options{MaxModelLen: 4}}},
 		{name: "stalled stream", reason: "stall", streamOnly: true, first: targetDef{ttft: 150 * time.Millisecond, opts: simulator.Options{ChunkDelay: 5 * time.Second}}},
 	}
@@ -522,5 +530,33 @@ func TestVirtualModelHandOverWaitsInTheNextTargetsQueue(t *testing.T) {
 	}
 	if got := counter(t, g.reg, "infergate_gateway_queue_outcomes_total", map[string]string{"outcome": "timeout"}); got != 1 {
 		t.Errorf("queue timeouts %v, want 1", got)
+	}
+}
+
+// A hosted API answers with a dated id of the model it was asked for; the client still sees
+// the virtual model's name, in JSON and in every event.
+func TestVirtualModelHidesATargetsDatedModelID(t *testing.T) {
+	hosted := newHTTPTestServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "models") {
+			return
+		}
+		var req struct{ Stream bool }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"hosted"},"finish_reason":"stop"}]}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, piece := range []string{"hos", "ted"} {
+			fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":%q}}]}`+"\n\n", piece)
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(hosted.Close)
+	v := newVirtual(t, routing.AffinityNone, targetDef{name: "hosted", weight: 1, url: hosted.URL})
+	for _, stream := range []bool{false, true} {
+		text, models, err := v.ask(t, stream, "Say hello")
+		servedBy(t, text, models, err, "hosted")
 	}
 }

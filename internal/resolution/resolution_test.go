@@ -183,3 +183,13 @@ func TestTargetCycles(t *testing.T) {
 		t.Errorf("a ring past the walk's bound: %+v", ring)
 	}
 }
+
+func TestTargetNamedTwice(t *testing.T) {
+	e := virtual("team", "chat", "llama")
+	e.Spec.Targets = append(e.Spec.Targets, inferencev1alpha1.ModelTarget{Name: "llama", Namespace: "team"})
+	ix := NewIndex(nil, nil, "system", false)
+	got := ix.ResolveTargets(&e)
+	if len(got) != 2 || got[1].Usable || !strings.Contains(got[1].Message, "names team/llama more than once") {
+		t.Errorf("targets %+v", got)
+	}
+}

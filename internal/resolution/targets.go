@@ -92,6 +92,7 @@ func isSelf(e *inferencev1alpha1.ModelEntity, t inferencev1alpha1.ModelTarget) b
 // that has targets itself is refused, with TargetCycle when its targets lead back to e.
 func (ix *Index) ResolveTargets(e *inferencev1alpha1.ModelEntity) []Target {
 	out := make([]Target, 0, len(e.Spec.Targets))
+	seen := make(map[types.NamespacedName]bool, len(e.Spec.Targets))
 	for _, ref := range e.Spec.Targets {
 		t := Target{Namespace: ref.Namespace, Name: ref.Name, Weight: 1, Order: ref.Order, ServedModelName: ref.ServedModelName}
 		if t.Namespace == "" {
@@ -104,6 +105,15 @@ func (ix *Index) ResolveTargets(e *inferencev1alpha1.ModelEntity) []Target {
 			t.TimeToFirstToken = ref.TimeToFirstToken.Duration
 		}
 		t.Self = isSelf(e, ref)
+		key := types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+		if seen[key] {
+			// The API server refuses a name given twice alike; with the namespace written out
+			// once, it cannot tell.
+			t.Reason, t.Message = inferencev1alpha1.ReasonNoReadyTarget, "spec.targets names "+t.ID()+" more than once; the first counts"
+			out = append(out, t)
+			continue
+		}
+		seen[key] = true
 		t.Usable, t.Ready, t.Reason, t.Message = ix.checkTarget(e, &t)
 		out = append(out, t)
 	}
