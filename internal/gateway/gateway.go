@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package gateway is the HTTP data plane: the NeMo-compatible OpenAI routes, served by
 // net/http/httputil.ReverseProxy with a transport that picks a provider, retries on another
-// one before the first byte reaches the client, and ejects providers that keep failing.
+// one (or, for a virtual model, falls back to another target) before the first byte reaches
+// the client, and ejects providers that keep failing.
 //
 // It reads the routing table from a routing.Store on every request and never calls the
 // Kubernetes API.
@@ -29,7 +30,8 @@ limitations under the License.
 //     entity's targets to the providers that may serve it;
 //   - limits.go admits it to its budgets; queue.go holds it while every provider is saturated;
 //   - outbound.go shapes the upstream request; attempt.go is the attempt loop (pick a
-//     provider, send, classify the failure in classify.go, retry or fall back);
+//     provider, send, classify the failure in classify.go, retry or fall back, with
+//     stall.go's bound on a stream's first bytes from a virtual model's target);
 //   - response.go and stream.go rewrite the response; finish.go records the outcome.
 package gateway
 
