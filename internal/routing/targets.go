@@ -51,7 +51,7 @@ const (
 	AffinityNone Affinity = iota
 	// AffinityCaller keeps a caller's requests on one target.
 	AffinityCaller
-	// AffinityConversation keeps requests whose prompts begin alike on one target.
+	// AffinityConversation keeps the requests of one conversation on one target.
 	AffinityConversation
 )
 
@@ -81,7 +81,7 @@ func (e *Entity) Routable() bool { return e.routable }
 func (e *Entity) ReadyProviders() int {
 	n := len(e.Backends)
 	for i := range e.Targets {
-		if t := e.Targets[i].Entity; t != e {
+		if t := e.Targets[i].Entity; t.Key != e.Key { // itself, or its own providers under another served name
 			n += len(t.Backends)
 		}
 	}
