@@ -142,9 +142,8 @@ func (pr *proxyRequest) appliesThroughTarget(b *quota.Budget, name string, group
 	if e == nil || !e.Virtual() || len(b.Entities) == 0 {
 		return false
 	}
-	for i := range e.Targets {
-		t := e.Targets[i].Entity
-		if t != e && (t.Workspace == pr.rt.workspace || b.Global) && b.Applies(pr.rt.workspace, name, groups, t.Name, providers) {
+	for t := range e.OtherTargets() {
+		if (t.Workspace == pr.rt.workspace || b.Global) && b.Applies(pr.rt.workspace, name, groups, t.Name, providers) {
 			return true
 		}
 	}
@@ -162,11 +161,9 @@ func (pr *proxyRequest) reachable() []string {
 	for i := range e.Backends {
 		ids = append(ids, e.Backends[i].Provider.ID)
 	}
-	for i := range e.Targets {
-		if t := e.Targets[i].Entity; t != e {
-			for j := range t.Backends {
-				ids = append(ids, t.Backends[j].Provider.ID)
-			}
+	for t := range e.OtherTargets() {
+		for j := range t.Backends {
+			ids = append(ids, t.Backends[j].Provider.ID)
 		}
 	}
 	return ids

@@ -109,8 +109,8 @@ func needsPrefix(e *routing.Entity) bool {
 	if e.Balancing == routing.CacheAware && len(e.Backends) > 1 || e.Affinity == routing.AffinityConversation {
 		return true
 	}
-	for i := range e.Targets {
-		if t := e.Targets[i].Entity; t != e && t.Balancing == routing.CacheAware && len(t.Backends) > 1 {
+	for t := range e.OtherTargets() {
+		if t.Balancing == routing.CacheAware && len(t.Backends) > 1 {
 			return true
 		}
 	}

@@ -24,7 +24,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/routing"
 )
 
@@ -176,9 +175,6 @@ func allEjected(e *routing.Entity, now time.Time) bool {
 	}
 	return true
 }
-
-// saturated tells whether a pool's room is known and has no free slot.
-func saturated(r flow.Room) bool { return r.Free != flow.Unbounded && r.Free <= 0 }
 
 // full tells whether provider p's model server has no free slot, by its fresh report; a
 // server whose capacity is not known is never full.

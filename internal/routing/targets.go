@@ -18,6 +18,7 @@ package routing
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -76,14 +77,25 @@ func (e *Entity) Virtual() bool { return e.Targets != nil }
 // virtual model, one of its targets has.
 func (e *Entity) Routable() bool { return e.routable }
 
+// OtherTargets yields the entities of a virtual model's targets besides itself: a target
+// naming it (its own providers, under its served name or another) is its Backends, which
+// the callers count apart.
+func (e *Entity) OtherTargets() iter.Seq[*Entity] {
+	return func(yield func(*Entity) bool) {
+		for i := range e.Targets {
+			if t := e.Targets[i].Entity; t.Key != e.Key && !yield(t) {
+				return
+			}
+		}
+	}
+}
+
 // ReadyProviders is the number of ready providers e routes to: its own, and for a virtual
 // model those of its targets besides (a provider of two targets counts twice).
 func (e *Entity) ReadyProviders() int {
 	n := len(e.Backends)
-	for i := range e.Targets {
-		if t := e.Targets[i].Entity; t.Key != e.Key { // itself, or its own providers under another served name
-			n += len(t.Backends)
-		}
+	for t := range e.OtherTargets() {
+		n += len(t.Backends)
 	}
 	return n
 }
