@@ -61,6 +61,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/infergate/infergate/hack/internal/redisproc"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/quota"
 	"github.com/infergate/infergate/internal/routing"
@@ -142,11 +143,17 @@ func run() error {
 		}
 	}
 
-	rs, err := startRedis(*redisBin)
+	// The outage phase kills it and starts it again on its port: empty, as after a crash, or,
+	// with -appendonly, with what its append-only file kept.
+	rs, err := redisproc.New(*redisBin, "benchbudget")
 	if err != nil {
 		return err
 	}
-	defer rs.stop()
+	rs.AppendOnly = *appendOnly
+	defer rs.Stop()
+	if err := rs.Start(); err != nil {
+		return err
+	}
 	sims, stopSims, err := startSimulators(*servers)
 	defer stopSims()
 	if err != nil {
@@ -162,7 +169,7 @@ func run() error {
 	// Warm-up, without budgets: the clients' demand, from which the limit follows.
 	limit := *limitFlag
 	if limit == 0 || want["accuracy"] || want["fallback"] || want["outage"] {
-		reps, stop, err := startReplicas(spec(sims), rs.addr)
+		reps, stop, err := startReplicas(spec(sims), rs.Addr)
 		if err != nil {
 			return err
 		}
@@ -181,11 +188,11 @@ func run() error {
 
 	if want["accuracy"] {
 		b := budget("accuracy", limit, false)
-		reps, stop, err := startReplicas(spec(sims, b), rs.addr)
+		reps, stop, err := startReplicas(spec(sims, b), rs.Addr)
 		if err != nil {
 			return err
 		}
-		rep.accuracy, err = windowed(reps, b, spread, *windows, rs.addr, 1)
+		rep.accuracy, err = windowed(reps, b, spread, *windows, rs.Addr, 1)
 		stop()
 		if err != nil {
 			return err
@@ -206,7 +213,7 @@ func run() error {
 		dump("fallback", rep.fallback.records)
 	}
 	if want["latency"] {
-		rep.latency, err = latencyPhase(sims, rs.addr)
+		rep.latency, err = latencyPhase(sims, rs.Addr)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/infergate/infergate/hack/internal/redisproc"
 )
 
 // outageResult is one outage phase: the budget failing closed or open while redis-server is
@@ -39,13 +41,13 @@ type outageResult struct {
 // outagePhase runs the clients against a budget that fails open or closed, kills redis-server
 // at -kill-at into a window (at least 10 s after the load starts), starts it again, empty,
 // after -outage, and keeps the load until the end of the window in which it came back.
-func outagePhase(sims []string, rs *redisServer, limit int64, open bool, spread []int) (*outageResult, error) {
+func outagePhase(sims []string, rs *redisproc.Server, limit int64, open bool, spread []int) (*outageResult, error) {
 	name := "closed"
 	if open {
 		name = "open"
 	}
 	b := budget(name, limit, open)
-	reps, stop, err := startReplicas(spec(sims, b), rs.addr)
+	reps, stop, err := startReplicas(spec(sims, b), rs.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -65,11 +67,11 @@ func outagePhase(sims []string, rs *redisServer, limit int64, open bool, spread 
 	go func() {
 		defer close(done)
 		time.Sleep(time.Until(o.kill))
-		rs.kill()
+		rs.Kill()
 		o.kill = time.Now()
 		logf("redis-server killed")
 		time.Sleep(time.Until(o.restart))
-		o.restartErr = rs.start()
+		o.restartErr = rs.Start()
 		o.restart = time.Now()
 		logf("redis-server started again")
 	}()
@@ -79,7 +81,7 @@ func outagePhase(sims []string, rs *redisServer, limit int64, open bool, spread 
 		return nil, fmt.Errorf("restart redis-server: %w", o.restartErr)
 	}
 	time.Sleep(time.Until(o.end.Add(*settleWait)))
-	c := redis.NewClient(&redis.Options{Addr: rs.addr})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer c.Close()
 	o.counters = map[time.Time]int64{}
 	for _, w := range o.windowStarts {

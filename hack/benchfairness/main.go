@@ -73,6 +73,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/hack/internal/redisproc"
 	"github.com/infergate/infergate/internal/flow"
 )
 
@@ -199,12 +200,12 @@ func run() error {
 		}
 	}
 	if want["fairness"] {
-		var rs *redisServer
+		var rs *redisproc.Server
 		if *replicas > 1 {
 			if rs, err = startRedis(*redisBin); err != nil {
 				return err
 			}
-			defer rs.stop()
+			defer rs.Stop()
 		}
 		for _, cfg := range fairnessConfigs(rs) {
 			logf("fairness: %s for %v", cfg.name, *duration)

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/hack/internal/redisproc"
 	"github.com/infergate/infergate/internal/flow"
 )
 
@@ -101,10 +102,10 @@ type fairConfig struct {
 	name     string
 	replicas int
 	metrics  bool // the gateway reads the servers' metrics: it knows their capacity, and queues
-	redis    *redisServer
+	redis    *redisproc.Server
 }
 
-func fairnessConfigs(rs *redisServer) []fairConfig {
+func fairnessConfigs(rs *redisproc.Server) []fairConfig {
 	cfgs := []fairConfig{{name: "infergate, 1 replica", replicas: 1, metrics: true}}
 	if rs != nil {
 		cfgs = append(cfgs, fairConfig{name: fmt.Sprintf("infergate, %d replicas on Redis", *replicas), replicas: *replicas, metrics: true, redis: rs})
@@ -130,10 +131,10 @@ func runFairness(ctx context.Context, seqs []int, cfg fairConfig) (fairResult, e
 	}
 	addr := ""
 	if cfg.redis != nil {
-		if err := cfg.redis.flush(ctx); err != nil {
+		if err := flushRedis(ctx, cfg.redis.Addr); err != nil {
 			return res, err
 		}
-		addr = cfg.redis.addr
+		addr = cfg.redis.Addr
 	}
 	reps, stopReps, err := startReplicas(ctx, spec(servers, cfg.metrics), cfg.replicas, addr)
 	defer stopReps()

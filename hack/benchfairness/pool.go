@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/infergate/infergate/hack/internal/redisproc"
 	"github.com/infergate/infergate/internal/flow"
 	"github.com/infergate/infergate/internal/gateway"
 	"github.com/infergate/infergate/internal/routing"
@@ -506,68 +507,24 @@ func gatherQueue(reps []*replica) queueStats {
 	return q
 }
 
-// redisServer is a redis-server child process on a free loopback port.
-type redisServer struct {
-	addr, dir string
-	cmd       *exec.Cmd
-}
-
-func startRedis(bin string) (*redisServer, error) {
-	if bin == "" {
-		bin = os.Getenv("REDIS_SERVER")
-	}
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, errors.New("redis-server is not installed: make redis-server, or set REDIS_SERVER or -redis-server")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startRedis starts a redis-server for the replicas' fair-share counters; the signal handler
+// kills it with the simulators.
+func startRedis(bin string) (*redisproc.Server, error) {
+	rs, err := redisproc.New(bin, "benchfairness")
 	if err != nil {
 		return nil, err
 	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	dir, err := os.MkdirTemp("", "benchfairness-redis")
-	if err != nil {
+	rs.Started, rs.Ended = adopt, release
+	if err := rs.Start(); err != nil {
+		rs.Stop()
 		return nil, err
 	}
-	s := &redisServer{addr: "127.0.0.1:" + port, dir: dir}
-	s.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--protected-mode", "no", "--loglevel", "warning", "--dir", dir)
-	if err := s.cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start redis-server: %w", err)
-	}
-	adopt(s.cmd.Process)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("redis-server did not listen on %s: %w", s.addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return rs, nil
 }
 
-// flush empties the server: each run starts its fair-share counters from nothing.
-func (s *redisServer) flush(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
+// flushRedis empties the server at addr: each run starts its fair-share counters from nothing.
+func flushRedis(ctx context.Context, addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	return c.FlushAll(ctx).Err()
-}
-
-func (s *redisServer) stop() {
-	if s.cmd != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		release(s.cmd.Process)
-		s.cmd = nil
-	}
-	_ = os.RemoveAll(s.dir)
 }
