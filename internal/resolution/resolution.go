@@ -235,12 +235,7 @@ func (ix *Index) workspacesOf(ns string) []string {
 // check tells whether an explicitly listed provider can serve the entity.
 func (ix *Index) check(e *inferencev1alpha1.ModelEntity, b Backend) (bool, inferencev1alpha1.ConditionReason, string) {
 	id := b.Namespace + "/" + b.Name
-	if b.Namespace != e.Namespace && b.Namespace != ix.systemWorkspace && !ix.permitted(e.Namespace, b.Namespace, "Provider", b.Name) {
-		msg := "provider " + id + " is in another namespace: create a ReferenceGrant in " + b.Namespace +
-			" that allows ModelEntity from " + e.Namespace + " to Provider"
-		if !ix.grantsAvailable {
-			msg = "provider " + id + " is in another namespace and the cluster has no ReferenceGrant CRD (Gateway API) to allow it"
-		}
+	if msg := ix.refusedRef(e.Namespace, b.Namespace, "Provider", b.Name); msg != "" {
 		return false, inferencev1alpha1.ReasonRefNotPermitted, msg
 	}
 	p, ok := ix.Provider(b.Namespace, b.Name)
@@ -263,6 +258,24 @@ func (ix *Index) check(e *inferencev1alpha1.ModelEntity, b Backend) (bool, infer
 		return false, inferencev1alpha1.ReasonNoReadyProvider, fmt.Sprintf("provider %s does not serve %q (it serves %d other models; see its status.models)", id, b.ServedModelName, len(p.Status.Models))
 	}
 	return true, "", ""
+}
+
+// refusedRef says why a ModelEntity of namespace from may not refer to the object of kind
+// (Provider or ModelEntity) ns/name, or "" when it may: the object is in its own namespace or
+// the system workspace, or a ReferenceGrant in ns permits it.
+func (ix *Index) refusedRef(from, ns, kind, name string) string {
+	if ns == from || ns == ix.systemWorkspace || ix.permitted(from, ns, kind, name) {
+		return ""
+	}
+	what := "provider "
+	if kind == "ModelEntity" {
+		what = "target "
+	}
+	if !ix.grantsAvailable {
+		return what + ns + "/" + name + " is in another namespace and the cluster has no ReferenceGrant CRD (Gateway API) to allow it"
+	}
+	return what + ns + "/" + name + " is in another namespace: create a ReferenceGrant in " + ns +
+		" that allows ModelEntity from " + from + " to " + kind
 }
 
 // permitted reports whether a ReferenceGrant in toNamespace lets ModelEntities of

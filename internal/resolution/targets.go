@@ -124,12 +124,7 @@ func (ix *Index) checkTarget(e *inferencev1alpha1.ModelEntity, t *Target) (usabl
 	id := t.ID()
 	target := e
 	if !t.Self {
-		if t.Namespace != e.Namespace && t.Namespace != ix.systemWorkspace && !ix.permitted(e.Namespace, t.Namespace, "ModelEntity", t.Name) {
-			msg := "target " + id + " is in another namespace: create a ReferenceGrant in " + t.Namespace +
-				" that allows ModelEntity from " + e.Namespace + " to ModelEntity"
-			if !ix.grantsAvailable {
-				msg = "target " + id + " is in another namespace and the cluster has no ReferenceGrant CRD (Gateway API) to allow it"
-			}
+		if msg := ix.refusedRef(e.Namespace, t.Namespace, "ModelEntity", t.Name); msg != "" {
 			return false, false, inferencev1alpha1.ReasonRefNotPermitted, msg
 		}
 		var ok bool
